@@ -1,0 +1,76 @@
+/**
+ * Starting throw-away `redis-server` processes for tests: the suite's own
+ * instance when none is reachable, and extra instances for tests that kill,
+ * restart or flush Redis on purpose (they never touch a shared server).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { once } from 'node:events';
+
+export interface RedisProcess {
+  port: number;
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/** True when something answers PING at host:port within the timeout. */
+export async function redisAnswers(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.on('error', () => done(false));
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+export function redisServerBinary(): string | null {
+  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  const p = r.stdout.trim();
+  return r.status === 0 && p ? p : null;
+}
+
+/** Starts `redis-server` (or a sentinel with extraArgs) on a free port, no persistence. */
+export async function startRedisServer(extraArgs: string[] = [], port?: number): Promise<RedisProcess> {
+  const bin = redisServerBinary();
+  if (!bin) throw new Error('redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)');
+  const p = port ?? (await freePort());
+  const child = spawn(bin, ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.on('error', () => {});
+  const deadline = Date.now() + 10_000;
+  while (!(await redisAnswers('127.0.0.1', p, 300))) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode} on port ${p}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`redis-server did not answer on port ${p} within 10 s`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port: p,
+    url: `redis://127.0.0.1:${p}`,
+    child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode) return;
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    },
+  };
+}
