@@ -1,0 +1,163 @@
+/**
+ * The embedded broker: everything in this process. It is the default when
+ * REDIS_URL is unset and serves exactly one gateway process.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  BROKER_DEFAULTS,
+  compareOffsets,
+  type Broker,
+  type BrokerOptions,
+  type ControlHandler,
+  type ControlMessage,
+  type HistoryResult,
+  type NodeInfo,
+  type Publication,
+  type PublicationHandler,
+  type PublishRequest,
+  type ServiceDefinition,
+  type StreamPosition,
+} from './broker.ts';
+
+interface TopicStream {
+  epoch: string;
+  seq: number;
+  /** Highest offset ever trimmed away (0 = none). */
+  trimmedUpTo: number;
+  entries: { pub: Publication; at: number }[];
+}
+
+export function newEpoch(): string {
+  return randomBytes(6).toString('hex');
+}
+
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory' as const;
+  private readonly opts: Required<BrokerOptions>;
+  private readonly streams = new Map<string, TopicStream>();
+  private readonly handlers = new Map<string, Set<PublicationHandler>>();
+  private readonly controlHandlers: ControlHandler[] = [];
+  private readonly idempotency = new Map<string, { pos: StreamPosition; expires: number }>();
+  private readonly services = new Map<string, ServiceDefinition>();
+  private readonly nodes = new Map<string, { info: NodeInfo; expires: number }>();
+
+  constructor(opts: BrokerOptions = {}) {
+    this.opts = { ...BROKER_DEFAULTS, ...opts };
+  }
+
+  private stream(topic: string): TopicStream {
+    let s = this.streams.get(topic);
+    if (!s) {
+      s = { epoch: newEpoch(), seq: 0, trimmedUpTo: 0, entries: [] };
+      this.streams.set(topic, s);
+    }
+    return s;
+  }
+
+  private trim(s: TopicStream, now: number): void {
+    const minAt = now - this.opts.historyTtlMs;
+    let drop = 0;
+    while (drop < s.entries.length && (s.entries.length - drop > this.opts.historySize || s.entries[drop]!.at < minAt)) drop++;
+    if (drop > 0) {
+      s.trimmedUpTo = Number(s.entries[drop - 1]!.pub.offset);
+      s.entries.splice(0, drop);
+    }
+  }
+
+  async publish(req: PublishRequest): Promise<StreamPosition> {
+    const now = Date.now();
+    if (req.idempotencyKey) {
+      const key = `${req.topic}\u0000${req.idempotencyKey}`;
+      const seen = this.idempotency.get(key);
+      if (seen && seen.expires > now) return seen.pos;
+    }
+    const s = this.stream(req.topic);
+    s.seq += 1;
+    const pub: Publication = { topic: req.topic, event: req.event, offset: String(s.seq), epoch: s.epoch, dataJson: req.dataJson };
+    s.entries.push({ pub, at: now });
+    this.trim(s, now);
+    const pos = { offset: pub.offset, epoch: s.epoch };
+    if (req.idempotencyKey) {
+      this.idempotency.set(`${req.topic}\u0000${req.idempotencyKey}`, { pos, expires: now + this.opts.idempotencyTtlMs });
+      if (this.idempotency.size > 100_000) this.sweepIdempotency(now);
+    }
+    const hs = this.handlers.get(req.topic);
+    if (hs) for (const h of hs) h(pub);
+    return pos;
+  }
+
+  private sweepIdempotency(now: number): void {
+    for (const [k, v] of this.idempotency) if (v.expires <= now) this.idempotency.delete(k);
+  }
+
+  async history(topic: string, since?: StreamPosition, limit = this.opts.historySize): Promise<HistoryResult> {
+    const s = this.streams.get(topic);
+    if (!s) {
+      // Nothing was ever kept: a client that had a position lost its history.
+      const fresh = this.stream(topic);
+      return { position: { offset: '0', epoch: fresh.epoch }, publications: [], recoverable: since === undefined };
+    }
+    this.trim(s, Date.now());
+    const position = { offset: String(s.seq), epoch: s.epoch };
+    if (!since) return { position, publications: s.entries.slice(-limit).map((e) => e.pub), recoverable: true };
+    const recoverable = since.epoch === s.epoch && Number(since.offset) >= s.trimmedUpTo && Number(since.offset) <= s.seq;
+    if (!recoverable) return { position, publications: [], recoverable: false };
+    const after = s.entries.filter((e) => compareOffsets(e.pub.offset, since.offset) > 0).slice(0, limit);
+    return { position, publications: after.map((e) => e.pub), recoverable: true };
+  }
+
+  async subscribe(topic: string, handler: PublicationHandler): Promise<void> {
+    let hs = this.handlers.get(topic);
+    if (!hs) this.handlers.set(topic, (hs = new Set()));
+    hs.add(handler);
+  }
+
+  async unsubscribe(topic: string, handler: PublicationHandler): Promise<void> {
+    const hs = this.handlers.get(topic);
+    if (!hs) return;
+    hs.delete(handler);
+    if (hs.size === 0) this.handlers.delete(topic);
+  }
+
+  async publishControl(msg: ControlMessage): Promise<void> {
+    for (const h of this.controlHandlers) h(msg);
+  }
+
+  onControl(handler: ControlHandler): void {
+    this.controlHandlers.push(handler);
+  }
+
+  async putService(def: ServiceDefinition): Promise<ServiceDefinition> {
+    const stored = { ...def, updatedAt: new Date().toISOString() };
+    this.services.set(def.name, stored);
+    return stored;
+  }
+  async getService(name: string): Promise<ServiceDefinition | undefined> {
+    return this.services.get(name);
+  }
+  async listServices(): Promise<ServiceDefinition[]> {
+    return [...this.services.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+  async deleteService(name: string): Promise<boolean> {
+    return this.services.delete(name);
+  }
+
+  async announceNode(info: NodeInfo, ttlMs: number): Promise<void> {
+    this.nodes.set(info.id, { info, expires: Date.now() + ttlMs });
+  }
+  async removeNode(id: string): Promise<void> {
+    this.nodes.delete(id);
+  }
+  async listNodes(): Promise<NodeInfo[]> {
+    const now = Date.now();
+    return [...this.nodes.values()].filter((n) => n.expires > now).map((n) => n.info);
+  }
+
+  onStatus(): void {
+    // Memory never goes away.
+  }
+  async ready(): Promise<void> {}
+  async close(): Promise<void> {
+    this.handlers.clear();
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The multi-dimensional load factor of a node: each dimension is a ratio to
+ * its target (1.0 = at target) and the load factor is the largest. Above 1.0
+ * the node refuses new connections and reports not ready.
+ */
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import type { LoadTargets } from './config.ts';
+
+export type LoadDimension = keyof LoadTargets;
+
+export interface LoadReport {
+  loadFactor: number;
+  /** The dimension with the largest ratio. */
+  binding: LoadDimension;
+  dimensions: Record<LoadDimension, number>;
+  /** The raw values behind the ratios. */
+  values: Record<LoadDimension, number>;
+}
+
+export class LoadFactor {
+  private readonly loop: IntervalHistogram;
+  private lastCpu = process.cpuUsage();
+  private lastAt = performance.now();
+  private cpuShare = 0;
+  private report: LoadReport;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly targets: LoadTargets,
+    private readonly inflate: Partial<Record<LoadDimension, number>>,
+    private readonly sample: { connections: () => number; outboundBuffered: () => number },
+    /** How often the dimensions are sampled, ms. Default 1000. */
+    private readonly intervalMs = 1000,
+  ) {
+    this.loop = monitorEventLoopDelay({ resolution: 10 });
+    this.loop.enable();
+    this.report = this.compute();
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.refresh(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.loop.disable();
+  }
+
+  /** Samples CPU since the last refresh and recomputes. */
+  refresh(): LoadReport {
+    const now = performance.now();
+    const cpu = process.cpuUsage(this.lastCpu);
+    const wallUs = (now - this.lastAt) * 1000;
+    if (wallUs > 0) this.cpuShare = (cpu.user + cpu.system) / wallUs;
+    this.lastCpu = process.cpuUsage();
+    this.lastAt = now;
+    this.report = this.compute();
+    this.loop.reset();
+    return this.report;
+  }
+
+  current(): LoadReport {
+    return this.report;
+  }
+
+  private compute(): LoadReport {
+    const mem = process.memoryUsage();
+    const values: Record<LoadDimension, number> = {
+      cpu: this.cpuShare,
+      heap: mem.heapUsed,
+      rss: mem.rss,
+      connections: this.sample.connections(),
+      eventLoopDelay: this.loop.count > 0 ? this.loop.percentile(99) / 1e6 : 0,
+      outboundBuffered: this.sample.outboundBuffered(),
+    };
+    const dimensions = {} as Record<LoadDimension, number>;
+    let binding: LoadDimension = 'cpu';
+    let max = -1;
+    for (const k of Object.keys(values) as LoadDimension[]) {
+      const ratio = values[k] / this.targets[k] + (this.inflate[k] ?? 0);
+      dimensions[k] = Math.round(ratio * 1000) / 1000;
+      if (ratio > max) {
+        max = ratio;
+        binding = k;
+      }
+    }
+    return { loadFactor: Math.round(max * 1000) / 1000, binding, dimensions, values };
+  }
+}

@@ -1,0 +1,89 @@
+/** The native endpoint: HTTP upgrades on `/ws`, admission, authentication, heartbeat. */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { GatewayContext } from './context.ts';
+import { NativeConnection } from './native-connection.ts';
+import { TokenError, verifyAccessToken } from './token.ts';
+import { refuseUpgrade } from './upgrade-refusal.ts';
+
+export function tokenFromRequest(req: IncomingMessage, url: URL): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth && /^bearer /i.test(auth)) return auth.slice(7).trim();
+  return url.searchParams.get('token') ?? (req.headers['x-access-token'] as string | undefined) ?? undefined;
+}
+
+export class NativeEndpoint {
+  private readonly wss: WebSocketServer;
+  private readonly conns = new Set<NativeConnection>();
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ctx: GatewayContext) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: ctx.opts.maxFrameBytes, perMessageDeflate: false, clientTracking: false });
+    this.wss.on('error', (err) => ctx.log.error({ err }, 'native websocket server error'));
+  }
+
+  start(): void {
+    this.heartbeat = setInterval(() => {
+      for (const c of this.conns) c.heartbeat();
+    }, this.ctx.opts.pingIntervalMs);
+    this.heartbeat.unref();
+  }
+
+  /** Handles an upgrade for `/ws`; returns false for any other path. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    if (url.pathname !== '/ws') return false;
+    socket.on('error', () => {});
+    void this.admit(req, socket, head, url);
+    return true;
+  }
+
+  private async admit(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
+    const { ctx } = this;
+    if (ctx.isDraining()) {
+      ctx.metrics.upgradesRejected.inc({ protocol: 'native', reason: 'draining' });
+      refuseUpgrade(socket, 503, 'unavailable', 'node is draining: connect to another node', 1);
+      return;
+    }
+    const load = ctx.load.current();
+    if (load.loadFactor > 1) {
+      ctx.metrics.upgradesRejected.inc({ protocol: 'native', reason: 'overloaded' });
+      refuseUpgrade(socket, 503, 'unavailable', `node overloaded (${load.binding} at ${load.dimensions[load.binding]} of target)`, 2);
+      return;
+    }
+    const token = tokenFromRequest(req, url);
+    let claims;
+    try {
+      claims = await verifyAccessToken(ctx.opts.tokenSecret, token);
+    } catch (err) {
+      const reason = err instanceof TokenError ? err.reason : 'malformed';
+      ctx.metrics.upgradesRejected.inc({ protocol: 'native', reason: `token-${reason}` });
+      refuseUpgrade(socket, 401, 'unauthorized', (err as Error).message);
+      return;
+    }
+    if (socket.destroyed) return;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = new NativeConnection(ctx, ws, claims, token!);
+      this.conns.add(conn);
+      ws.once('close', () => this.conns.delete(conn));
+      ctx.registry.add(conn);
+      ctx.metrics.connections.inc({ protocol: 'native' });
+      ctx.metrics.connectionsOpened.inc({ protocol: 'native' });
+    });
+  }
+
+  get size(): number {
+    return this.conns.size;
+  }
+
+  /** Terminates every socket at once (shutdown after the drain window). */
+  terminateAll(): void {
+    for (const c of this.conns) c.disconnect('policy');
+  }
+
+  close(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.wss.close();
+  }
+}

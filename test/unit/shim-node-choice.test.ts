@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { isEligible, orderByTwoRandomChoices, type BifrostNode } from '../../proxy/bifrost-nodes.ts';
+
+function node(id: string, loadFactor: number | undefined, extra: Partial<BifrostNode> = {}): BifrostNode {
+  const url = `http://127.0.0.1:1/${id}`;
+  return { url, target: new URL(url), id, loadFactor, draining: false, reachable: true, lastPolledAt: 0, failedUntil: 0, ...extra };
+}
+
+/** A deterministic random source cycling through the given values. */
+function seq(...values: number[]): () => number {
+  let i = 0;
+  return () => values[i++ % values.length]!;
+}
+
+describe('Bifrost node choice', () => {
+  it('skips draining, overloaded, unreachable and recently failed nodes; unknown load and unpolled nodes stay eligible', () => {
+    const now = 10_000;
+    expect(isEligible(node('a', 0.5), 1, now)).toBe(true);
+    expect(isEligible(node('a', 1), 1, now)).toBe(true);
+    expect(isEligible(node('a', 1.01), 1, now)).toBe(false);
+    expect(isEligible(node('a', 0.1, { draining: true }), 1, now)).toBe(false);
+    expect(isEligible(node('a', 0.1, { reachable: false }), 1, now)).toBe(false);
+    expect(isEligible(node('a', undefined, { reachable: undefined }), 1, now)).toBe(true);
+    expect(isEligible(node('a', 0.1, { failedUntil: now + 1 }), 1, now)).toBe(false);
+    expect(isEligible(node('a', 0.1, { failedUntil: now }), 1, now)).toBe(true);
+  });
+
+  it('takes the less loaded of two random nodes, then the rest by load as retry candidates', () => {
+    const nodes = [node('a', 0.9), node('b', 0.2), node('c', 0.5), node('d', 0.1)];
+    // first pick: index 0 (a); second: floor(0.1*3)=0 among the others → b. b wins.
+    expect(orderByTwoRandomChoices(nodes, seq(0, 0.1)).map((n) => n.id)).toEqual(['b', 'd', 'c', 'a']);
+    // picks c (index 2) and a (index 0): c wins even though d is the global minimum.
+    expect(orderByTwoRandomChoices(nodes, seq(0.5, 0)).map((n) => n.id)).toEqual(['c', 'd', 'b', 'a']);
+  });
+
+  it('never returns the same node twice and handles one or no node', () => {
+    expect(orderByTwoRandomChoices([], Math.random)).toEqual([]);
+    const one = [node('a', 0.3)];
+    expect(orderByTwoRandomChoices(one, Math.random).map((n) => n.id)).toEqual(['a']);
+    for (let k = 0; k < 200; k++) {
+      const order = orderByTwoRandomChoices([node('a', Math.random()), node('b', Math.random()), node('c', undefined)]);
+      expect(new Set(order.map((n) => n.id)).size).toBe(3);
+    }
+  });
+
+  it('spreads new sockets: the least loaded node wins most, but not all, choices', () => {
+    const nodes = [node('a', 0.1), node('b', 0.5), node('c', 0.9)];
+    const wins: Record<string, number> = { a: 0, b: 0, c: 0 };
+    for (let k = 0; k < 3000; k++) wins[orderByTwoRandomChoices(nodes)[0]!.id]! += 1;
+    // a wins whenever it is drawn (2/3 of draws); c never wins (it always loses the pair).
+    expect(wins.c).toBe(0);
+    expect(wins.a! / 3000).toBeGreaterThan(0.6);
+    expect(wins.b).toBeGreaterThan(0);
+  });
+});
