@@ -8,6 +8,7 @@ import type { RunningGateway } from '../../gateway/gateway.ts';
 import { NativeClient } from '../support/native-client.ts';
 import { privateCall, startTestGateway, token } from '../support/gateway.ts';
 import { startRedisServer, type RedisProcess } from '../support/redis-server.ts';
+import { Redis } from 'ioredis';
 
 let redis: RedisProcess | undefined;
 let gw: RunningGateway | undefined;
@@ -45,5 +46,33 @@ describe('Redis outage', () => {
     expect(ev.topic).toBe('user:o1');
     // The event published while Redis was down was refused, so it never arrives.
     expect(c.events.map((e) => e.data)).not.toContain(2);
+  }, 60_000);
+});
+
+describe('subscriber connection lost', () => {
+  it('delivers, in order, the events published while the node was re-subscribing', async () => {
+    const own = await startRedisServer();
+    const node = await startTestGateway({ redisUrl: own.url, redisPrefix: 'gap:' });
+    const admin = new Redis(own.url);
+    try {
+      const c = await NativeClient.connect(node.publicUrl, await token('g1', 't'));
+      await c.call({ op: 'subscribe', topic: 'user:g1' });
+      const pub = (n: number) => privateCall(node.privateUrl, 'POST', '/v1/publish', { topic: 'user:g1', event: 'e', data: n });
+      await pub(0);
+      await c.waitEvents(1);
+      // Cut the node's pub/sub connection; its command connection keeps publishing.
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      for (let i = 1; i <= 50; i++) expect((await pub(i)).status).toBe(200);
+      await c.waitEvents(51, 15_000);
+      for (let i = 51; i <= 60; i++) await pub(i);
+      await c.waitEvents(61, 15_000);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(c.events.map((e) => e.data)).toEqual(Array.from({ length: 61 }, (_, i) => i));
+      c.close();
+    } finally {
+      admin.disconnect();
+      await node.close();
+      await own.stop();
+    }
   }, 60_000);
 });
