@@ -119,6 +119,14 @@ export interface RedisBrokerOptions extends BrokerOptions {
   streamKeyTtlMs?: number;
   /** A Redis command not answered within this time fails (publish → 503), ms. Default 5000. */
   commandTimeoutMs?: number;
+  /**
+   * Replicas that must confirm a publish (Redis WAIT) before it is
+   * acknowledged; otherwise the caller gets an error and should retry with
+   * the same idempotency key. Default 1 with Sentinel, else 0.
+   */
+  minReplicas?: number;
+  /** How long a publish waits for replica confirmation, ms. Default 1000. */
+  replicaAckTimeoutMs?: number;
   /** Called with non-fatal problems (lost gap recovery, bad control messages). */
   onWarning?: (msg: string, err?: unknown) => void;
 }
@@ -181,6 +189,8 @@ export class RedisBroker implements Broker {
       ...BROKER_DEFAULTS,
       streamKeyTtlMs: 24 * 3600_000,
       commandTimeoutMs: 5000,
+      minReplicas: o.sentinels?.length ? 1 : 0,
+      replicaAckTimeoutMs: 1000,
       ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)),
     } as RedisBroker['opts'];
     this.warn = o.onWarning ?? (() => {});
@@ -220,6 +230,7 @@ export class RedisBroker implements Broker {
   async publish(req: PublishRequest): Promise<StreamPosition> {
     const now = Date.now();
     const idemKey = req.idempotencyKey ? `${this.opts.prefix}i:{${req.topic}}:${req.idempotencyKey}` : '';
+    let pos: StreamPosition;
     try {
       const r = (await (this.cmd as unknown as { bifrostPublish: (...a: (string | number)[]) => Promise<[string, string, number]> }).bifrostPublish(
         this.key('s', req.topic),
@@ -234,10 +245,24 @@ export class RedisBroker implements Broker {
         newEpoch(),
         idemKey,
       )) as [string, string, number];
-      return { offset: r[0], epoch: r[1] };
+      pos = { offset: r[0], epoch: r[1] };
     } catch (err) {
       throw new BrokerUnavailableError(`Redis publish failed: ${(err as Error).message}`);
     }
+    if (this.opts.minReplicas > 0) {
+      let acked = 0;
+      try {
+        acked = (await this.cmd.wait(this.opts.minReplicas, this.opts.replicaAckTimeoutMs)) as number;
+      } catch (err) {
+        throw new BrokerUnavailableError(`Redis publish not confirmed by a replica: ${(err as Error).message}; retry with the same idempotencyKey`);
+      }
+      if (acked < this.opts.minReplicas) {
+        throw new BrokerUnavailableError(
+          `Redis publish confirmed by ${acked} of ${this.opts.minReplicas} replica(s) within ${this.opts.replicaAckTimeoutMs} ms; retry with the same idempotencyKey`,
+        );
+      }
+    }
+    return pos;
   }
 
   async history(topic: string, since?: StreamPosition, limit = this.opts.historySize): Promise<HistoryResult> {
@@ -311,24 +336,49 @@ export class RedisBroker implements Broker {
     }
   }
 
-  /** After the subscriber connection came back: fetch what this node missed while it was away. */
+  /**
+   * After the subscriber connection came back: fetch what this node missed
+   * while it was away. ioredis emits 'ready' before it re-sends SUBSCRIBE, so
+   * the channels are subscribed again (and acknowledged) first; live messages
+   * are held while the streams are read, then delivered after the missed ones.
+   */
   private recoverAllTopics(): void {
+    const pending: [string, TopicState, StreamPosition][] = [];
     for (const [topic, st] of this.topics) {
       if (!st.last || st.buffer) continue;
       st.buffer = [];
-      const since = st.last;
-      this.history(topic, since)
-        .then((h) => {
-          if (!h.recoverable) this.warn(`node lost events of ${topic} while disconnected from Redis and cannot recover them (history gone)`);
-          for (const p of h.publications) this.deliver(st, p);
-        })
-        .catch((err) => this.warn(`gap recovery of ${topic} failed`, err))
-        .finally(() => {
-          const buf = st.buffer ?? [];
-          st.buffer = null;
-          for (const p of buf) this.deliver(st, p);
-        });
+      pending.push([topic, st, st.last]);
     }
+    if (pending.length === 0) return;
+    const release = (st: TopicState) => {
+      const buf = st.buffer ?? [];
+      st.buffer = null;
+      for (const p of buf) this.deliver(st, p);
+    };
+    this.sub
+      .subscribe(...pending.map(([topic]) => this.channelPrefix + topic))
+      .then(() =>
+        Promise.all(
+          pending.map(async ([topic, st, since]) => {
+            try {
+              let h = await this.history(topic, since);
+              if (!h.recoverable) {
+                this.warn(`node may have lost events of ${topic} while disconnected from Redis: its last position is no longer in the stream`);
+                h = await this.history(topic);
+              }
+              for (const p of h.publications) this.deliver(st, p);
+            } catch (err) {
+              this.warn(`gap recovery of ${topic} failed`, err);
+            } finally {
+              release(st);
+            }
+          }),
+        ),
+      )
+      .catch((err) => {
+        this.warn('re-subscribe after reconnect failed', err);
+        for (const [, st] of pending) release(st);
+      });
   }
 
   async subscribe(topic: string, handler: PublicationHandler): Promise<void> {

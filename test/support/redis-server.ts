@@ -74,3 +74,46 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
     },
   };
 }
+
+/** Starts a Redis Sentinel watching the master at 127.0.0.1:masterPort under `name`. */
+export async function startSentinel(masterPort: number, name = 'mymaster', quorum = 2): Promise<RedisProcess> {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const bin = redisServerBinary();
+  if (!bin) throw new Error('redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)');
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'bifrost-sentinel-'));
+  const conf = path.join(dir, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${name} 127.0.0.1 ${masterPort} ${quorum}`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 10000`,
+      `sentinel parallel-syncs ${name} 1`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(bin, [conf, '--sentinel'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  child.on('error', () => {});
+  const deadline = Date.now() + 10_000;
+  while (!(await redisAnswers('127.0.0.1', port, 300))) {
+    if (child.exitCode !== null) throw new Error(`sentinel exited with code ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error(`sentinel did not answer on port ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode) return;
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    },
+  };
+}
