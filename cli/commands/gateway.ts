@@ -77,6 +77,9 @@ Examples:
       } catch (err) {
         throw new CliError(`gateway failed to start: ${(err as Error).message}`);
       }
+      if (gw.ctx.broker.kind === 'memory') {
+        process.stderr.write('note: no REDIS_URL: this node uses the embedded in-process broker, so it cannot share topics with any other node. Set REDIS_URL to run several.\n');
+      }
       const info = { nodeId: gw.nodeId, publicUrl: gw.publicUrl, privateUrl: gw.privateUrl, broker: gw.ctx.broker.kind };
       if (o.json) printJson(info);
       else process.stdout.write(`gateway ${gw.nodeId} ready: public ${gw.publicUrl} (ws ${gw.publicUrl.replace(/^http/, 'ws')}/ws), private ${gw.privateUrl}, broker ${gw.ctx.broker.kind}\n`);

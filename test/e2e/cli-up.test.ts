@@ -1,0 +1,57 @@
+/** `bifrost up` as a user runs it: refusals with one clear line, and a full start/stop. */
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BIFROST_BIN } from '../support/gateway.ts';
+
+const ZERO_PORTS = { BIFROST_SHIM_PORT: '0', BIFROST_ADMIN_PORT: '0', BIFROST_GATEWAY_PORT: '0', BIFROST_PRIVATE_PORT: '0', SYNC_PORT: '0' };
+
+describe('bifrost up', () => {
+  it('refuses several nodes on the embedded broker with exit 2 and one line', () => {
+    const r = spawnSync(process.execPath, [BIFROST_BIN, 'up', '--nodes', '2'], { encoding: 'utf8', env: { ...process.env, ...ZERO_PORTS, REDIS_URL: '' } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--nodes > 1 needs --redis <url>');
+  });
+
+  it('starts the whole stack, answers the Godserver through the shim, and stops on SIGINT', async () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'bifrost-up-'));
+    const child = spawn(process.execPath, [BIFROST_BIN, 'up', '--json'], { cwd, env: { ...process.env, ...ZERO_PORTS, REDIS_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    const info = await new Promise<{ shimUrl: string; adminUrl: string; syncUrl: string; nodes: { publicUrl: string; privateUrl: string }[]; flagsFile: string }>((resolve, reject) => {
+      const t = setInterval(() => {
+        try {
+          resolve(JSON.parse(out));
+          clearInterval(t);
+        } catch {
+          /* not complete yet */
+        }
+      }, 100);
+      child.once('exit', (code) => reject(new Error(`bifrost up exited ${code}`)));
+    });
+    try {
+      expect(info.nodes).toHaveLength(1);
+      const tok = spawnSync(process.execPath, [BIFROST_BIN, 'token', '--user', 'u1', '--team', 't1'], { encoding: 'utf8' }).stdout.trim();
+      const res = await fetch(info.shimUrl + '/godserver/init', { headers: { 'x-access-token': tok } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-bifrost-route')).toBe('sync');
+      const body = await res.json();
+      expect(body.user).toEqual({ id: 'u1', teamId: 't1' });
+      // The sync service is registered for requests through Bifrost.
+      const svc = await fetch(info.nodes[0]!.privateUrl + '/v1/services/sync', { headers: { authorization: 'Bearer bifrost-dev-service-token' } });
+      expect(await svc.json()).toMatchObject({ name: 'sync', upstream: info.syncUrl, prefixes: ['/'] });
+      const rollout = await (await fetch(info.adminUrl + '/api/rollout')).json();
+      expect(rollout.percent).toBe(0);
+    } finally {
+      child.kill('SIGINT');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+    }
+    // Nothing is left listening.
+    await expect(fetch(info.shimUrl + '/godserver/init')).rejects.toThrow();
+    await expect(fetch(info.nodes[0]!.publicUrl + '/healthz')).rejects.toThrow();
+  }, 60_000);
+});
