@@ -151,6 +151,9 @@ export async function startStack(o: StackOptions): Promise<RunningStack> {
         serviceToken: o.serviceToken,
         logLevel: o.logLevel,
         drainWindowMs: o.drainWindowMs,
+        // Sync, the shim and this node share one process here: the process's CPU
+        // and loop delay are not the gateway's, so they do not gate admission.
+        load: { cpu: 1000, eventLoopDelay: 1e9 },
       });
       nodes.push(inProcessNode(gw));
     } else {

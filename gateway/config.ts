@@ -36,6 +36,11 @@ export interface GatewayOptions {
   historyTtlMs?: number;
   /** Largest inbound frame; bigger closes the socket with 1009. Default 64 KiB. */
   maxFrameBytes?: number;
+  /**
+   * Largest legacy (socket.io) message. Default 1 MB, socket.io's and so
+   * Sails' own default: unchanged clients already send that much to Sync.
+   */
+  maxLegacyMessageBytes?: number;
   /** Unsent bytes a socket may hold before it is closed with 4008. Default 1 MiB. */
   maxBufferedBytes?: number;
   /** Per-connection operations per second and burst before throttleError. Defaults 100 and 200. */
@@ -135,6 +140,7 @@ export function resolveGatewayOptions(o: GatewayOptions = {}): ResolvedGatewayOp
     historySize: o.historySize ?? 1000,
     historyTtlMs: o.historyTtlMs ?? 5 * 60_000,
     maxFrameBytes: o.maxFrameBytes ?? 64 * 1024,
+    maxLegacyMessageBytes: o.maxLegacyMessageBytes ?? 1e6,
     maxBufferedBytes: o.maxBufferedBytes ?? 1024 * 1024,
     opRatePerSec: o.opRatePerSec ?? 100,
     opBurst: o.opBurst ?? 200,
@@ -150,7 +156,7 @@ export function resolveGatewayOptions(o: GatewayOptions = {}): ResolvedGatewayOp
     logLevel: o.logLevel ?? 'info',
   };
   const positive: (keyof ResolvedGatewayOptions)[] = [
-    'maxFrameBytes', 'maxBufferedBytes', 'opRatePerSec', 'opBurst', 'maxTopicsPerConnection', 'drainWindowMs',
+    'maxFrameBytes', 'maxLegacyMessageBytes', 'maxBufferedBytes', 'opRatePerSec', 'opBurst', 'maxTopicsPerConnection', 'drainWindowMs',
     'upstreamTimeoutMs', 'maxUpstreamResponseBytes', 'pingIntervalMs', 'nodeHeartbeatMs', 'nodeTtlMs', 'historySize', 'historyTtlMs',
   ];
   for (const k of positive) {

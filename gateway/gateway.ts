@@ -186,7 +186,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       clearInterval(heartbeat);
       load.stop();
       native.close();
-      native.terminateAll();
+      native.closeAll();
       await legacy.close();
       await broker.removeNode(opts.nodeId).catch(() => {});
       app.server.closeAllConnections?.();

@@ -129,6 +129,7 @@ export class LegacyConnection implements ClientConnection {
     const sub = new TopicSubscription(topic, (pub, _frame, data) => {
       if (this.bufferedPackets() > MAX_QUEUED_PACKETS) {
         this.ctx.log.warn({ conn: this.id, user: this.claims.userId }, 'slow legacy consumer closed');
+        this.ctx.metrics.slowConsumers.inc({ protocol: 'legacy' });
         this.disconnect('policy');
         return;
       }

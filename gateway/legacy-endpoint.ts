@@ -22,7 +22,7 @@ export class LegacyEndpoint {
       allowEIO3: true,
       serveClient: false,
       destroyUpgrade: false,
-      maxHttpBufferSize: ctx.opts.maxFrameBytes,
+      maxHttpBufferSize: ctx.opts.maxLegacyMessageBytes,
       cors: { origin: true, credentials: true },
       allowRequest: (_req, cb) => {
         if (ctx.isDraining()) {
@@ -54,7 +54,9 @@ export class LegacyEndpoint {
     const io = this.io;
     if (!io) return;
     this.io = undefined;
-    io.disconnectSockets(true);
+    // Close the transports (not a socket.io "server disconnect", after which
+    // clients would not reconnect by themselves): a restart looks like a blip.
+    for (const socket of io.of('/').sockets.values()) socket.conn.close();
     // io.close() would also close the shared HTTP server; the gateway closes that itself.
     io.engine.close();
   }

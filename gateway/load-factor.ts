@@ -8,6 +8,9 @@ import type { LoadTargets } from './config.ts';
 
 export type LoadDimension = keyof LoadTargets;
 
+/** Weight of the newest sample in the CPU and loop-delay averages (about a 3 s memory at 1 s samples). */
+const SMOOTHING = 0.3;
+
 export interface LoadReport {
   loadFactor: number;
   /** The dimension with the largest ratio. */
@@ -21,7 +24,9 @@ export class LoadFactor {
   private readonly loop: IntervalHistogram;
   private lastCpu = process.cpuUsage();
   private lastAt = performance.now();
+  /** Smoothed (EWMA) CPU share and loop delay, so one busy second does not flip admission. */
   private cpuShare = 0;
+  private loopDelayMs = 0;
   private report: LoadReport;
   private timer: NodeJS.Timeout | undefined;
 
@@ -52,7 +57,9 @@ export class LoadFactor {
     const now = performance.now();
     const cpu = process.cpuUsage(this.lastCpu);
     const wallUs = (now - this.lastAt) * 1000;
-    if (wallUs > 0) this.cpuShare = (cpu.user + cpu.system) / wallUs;
+    if (wallUs > 0) this.cpuShare = SMOOTHING * ((cpu.user + cpu.system) / wallUs) + (1 - SMOOTHING) * this.cpuShare;
+    const loop = this.loop.count > 0 ? this.loop.percentile(99) / 1e6 : 0;
+    this.loopDelayMs = SMOOTHING * loop + (1 - SMOOTHING) * this.loopDelayMs;
     this.lastCpu = process.cpuUsage();
     this.lastAt = now;
     this.report = this.compute();
@@ -71,7 +78,7 @@ export class LoadFactor {
       heap: mem.heapUsed,
       rss: mem.rss,
       connections: this.sample.connections(),
-      eventLoopDelay: this.loop.count > 0 ? this.loop.percentile(99) / 1e6 : 0,
+      eventLoopDelay: this.loopDelayMs,
       outboundBuffered: this.sample.outboundBuffered(),
     };
     const dimensions = {} as Record<LoadDimension, number>;

@@ -14,6 +14,7 @@ export class GatewayMetrics {
   readonly requests: Counter<'protocol' | 'service' | 'status'>;
   readonly requestDuration: Histogram<'protocol' | 'service'>;
   readonly recoveries: Counter<'outcome'>;
+  readonly slowConsumers: Counter<'protocol'>;
   readonly loadFactor: Gauge<string>;
   readonly loadDimension: Gauge<'dimension'>;
   readonly brokerUp: Gauge<string>;
@@ -40,6 +41,7 @@ export class GatewayMetrics {
       registers: r,
     });
     this.recoveries = new Counter({ name: 'bifrost_recoveries_total', help: 'Subscribes with a position, by outcome', labelNames: ['outcome'], registers: r });
+    this.slowConsumers = new Counter({ name: 'bifrost_slow_consumers_total', help: 'Clients closed because they did not read fast enough', labelNames: ['protocol'], registers: r });
     this.loadFactor = new Gauge({ name: 'bifrost_load_factor', help: 'Max of the load dimensions (1.0 = at target)', registers: r });
     this.loadDimension = new Gauge({ name: 'bifrost_load_dimension_ratio', help: 'Each load dimension against its target', labelNames: ['dimension'], registers: r });
     this.brokerUp = new Gauge({ name: 'bifrost_broker_up', help: '1 when the broker is reachable', registers: r });

@@ -30,6 +30,8 @@ export class NativeConnection implements ClientConnection {
   private readonly bucket: TokenBucket;
   private readonly expiryTimer: NodeJS.Timeout;
   private closed = false;
+  /** A close was started: nothing more is sent. */
+  private closing = false;
   /** Set by the heartbeat: false until the next pong. */
   alive = true;
 
@@ -55,11 +57,13 @@ export class NativeConnection implements ClientConnection {
 
   /** Sends a frame unless the client is too far behind, in which case it is closed with 4008. */
   send(frame: string): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
     if (this.ws.bufferedAmount + frame.length > this.ctx.opts.maxBufferedBytes) {
+      this.ctx.metrics.slowConsumers.inc({ protocol: 'native' });
       this.ctx.log.warn({ conn: this.id, user: this.claims.userId, buffered: this.ws.bufferedAmount }, 'slow consumer closed');
+      // The close frame waits behind the unsent data; close() terminates the
+      // socket if the client has not read its way to it within 5 s.
       this.close(CLOSE_SLOW_CONSUMER, 'slow consumer');
-      setTimeout(() => this.ws.terminate(), 1000).unref();
       return;
     }
     this.ws.send(frame);
@@ -191,7 +195,8 @@ export class NativeConnection implements ClientConnection {
   }
 
   private close(code: number, reason: string): void {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
     this.ws.close(code, reason);
     // Do not wait forever for the client's close frame.
     setTimeout(() => this.ws.terminate(), 5000).unref();

@@ -77,9 +77,9 @@ export class NativeEndpoint {
     return this.conns.size;
   }
 
-  /** Terminates every socket at once (shutdown after the drain window). */
-  terminateAll(): void {
-    for (const c of this.conns) c.disconnect('policy');
+  /** Closes every socket at once with 1012 and a reconnect invitation (shutdown after the drain window). */
+  closeAll(): void {
+    for (const c of this.conns) c.disconnect('drain', 0);
   }
 
   close(): void {

@@ -20,7 +20,12 @@ export type ClientFrame =
 export type FrameId = number | string;
 
 const METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
-const TOPIC_RE = /^[A-Za-z0-9_\-:.@/]{1,200}$/;
+/**
+ * Topics are 1-200 characters without control characters. They name records
+ * (`collection:<id>`), and record ids may hold spaces or punctuation.
+ */
+export const TOPIC_PATTERN = '^[^\\u0000-\\u001f\\u007f]{1,200}$';
+const TOPIC_RE = new RegExp(TOPIC_PATTERN);
 
 export function isValidTopic(t: unknown): t is string {
   return typeof t === 'string' && TOPIC_RE.test(t);
@@ -53,7 +58,7 @@ export function parseClientFrame(text: string): ClientFrame {
       return { id: id as FrameId | undefined, op: 'ping' };
     case 'subscribe':
     case 'unsubscribe': {
-      if (!isValidTopic(raw.topic)) fail('topic must be 1-200 characters of letters, digits and _-:.@/');
+      if (!isValidTopic(raw.topic)) fail('topic must be 1-200 characters without control characters');
       if (raw.op === 'unsubscribe') return { id: id as FrameId | undefined, op: 'unsubscribe', topic: raw.topic as string };
       let since: StreamPosition | undefined;
       if (raw.since !== undefined && raw.since !== null) {

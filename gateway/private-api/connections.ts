@@ -7,8 +7,9 @@ import type { ControlMessage } from '../broker.ts';
 import type { GatewayContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import { errorSchema } from './errors.ts';
+import { TOPIC_PATTERN } from '../native-protocol.ts';
 
-const TOPIC = { type: 'string', pattern: '^[A-Za-z0-9_\\-:.@/]{1,200}$' } as const;
+const TOPIC = { type: 'string', pattern: TOPIC_PATTERN } as const;
 
 /** Applies a control message to the sockets of this node. */
 export function applyConnectionControl(ctx: GatewayContext, m: ControlMessage): void {

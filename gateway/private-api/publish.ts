@@ -2,8 +2,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { errorSchema } from './errors.ts';
+import { TOPIC_PATTERN } from '../native-protocol.ts';
 
-const TOPIC = { type: 'string', pattern: '^[A-Za-z0-9_\\-:.@/]{1,200}$' } as const;
+const TOPIC = { type: 'string', pattern: TOPIC_PATTERN } as const;
 const position = { type: 'object', properties: { offset: { type: 'string' }, epoch: { type: 'string' } }, required: ['offset', 'epoch'] } as const;
 
 export const publishPlugin: FastifyPluginAsync<{ ctx: GatewayContext }> = async (app, { ctx }) => {

@@ -16,8 +16,16 @@ export function token(userId = 'u1', teamId = 't1', ttl: string | number = '1h',
   return signAccessToken(secret, { userId, teamId }, ttl);
 }
 
+/**
+ * In-process gateways share their process with the test's clients (and
+ * sometimes a Sails app), so the process's CPU and event-loop delay are not
+ * the gateway's own: those two admission dimensions are set out of reach
+ * unless a test sets them. Admission itself is tested with explicit targets.
+ */
+export const IN_PROCESS_LOAD = { cpu: 1000, eventLoopDelay: 1e9 };
+
 export async function startTestGateway(opts: GatewayOptions = {}): Promise<RunningGateway> {
-  return startGateway({ port: 0, privatePort: 0, host: '127.0.0.1', tokenSecret: TEST_SECRET, serviceToken: TEST_SERVICE_TOKEN, logLevel: 'silent', ...opts });
+  return startGateway({ port: 0, privatePort: 0, host: '127.0.0.1', tokenSecret: TEST_SECRET, serviceToken: TEST_SERVICE_TOKEN, logLevel: 'silent', ...opts, load: { ...IN_PROCESS_LOAD, ...opts.load } });
 }
 
 /** Calls the private API with the service token. */

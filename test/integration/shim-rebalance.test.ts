@@ -1,0 +1,255 @@
+/**
+ * Live rebalance: when the flag changes, connections whose decision changed
+ * are closed at a bounded rate and the unchanged clients' own reconnect logic
+ * lands them on their new backend; `drain: keep` leaves them; POST /api/drain
+ * moves them by hand; long-polling sessions stay pinned to their backend.
+ * A second real Sails app stands in for Bifrost (these tests are about routing).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server as SocketIoServer } from 'socket.io';
+import { io as ioV4 } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signAccessToken } from '../../gateway/token.ts';
+import { startSyncReference, type SyncReference } from '../../legacy/sync-app.ts';
+import { silentLogger } from '../support/silent-logger.ts';
+import { connectSailsIoClient, SAILS_SDK_QUERY, type LegacyClient } from '../support/legacy-clients.ts';
+import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
+import { writeRollout } from '../../proxy/flags-file.ts';
+
+const tokenSecret = 'shim-rebalance-test-secret';
+const adminToken = 'shim-rebalance-admin-token';
+let sync: SyncReference;
+let standin: SyncReference;
+let dir: string;
+
+async function seedMarker(app: SyncReference, name: string): Promise<void> {
+  const token = await signAccessToken(tokenSecret, { userId: 'seeder', teamId: 'seeders' });
+  const res = await fetch(`${app.url}/collection`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-access-token': token },
+    body: JSON.stringify({ id: 'marker', name, workspace: 'w', data: {} }),
+  });
+  expect(res.status).toBe(200);
+}
+
+beforeAll(async () => {
+  const start = () => startSyncReference({ port: 0, tokenSecret, log: silentLogger, bifrostPrivateUrl: undefined, env: {} });
+  [sync, standin] = await Promise.all([start(), start()]);
+  await seedMarker(sync, 'sync');
+  await seedMarker(standin, 'bifrost-standin');
+  dir = await mkdtemp(join(tmpdir(), 'bifrost-shim-rebalance-'));
+});
+afterAll(async () => {
+  await Promise.all([sync?.close(), standin?.close()]);
+  await rm(dir, { recursive: true, force: true });
+});
+
+let seq = 0;
+async function shimWith(percent: number, opts: Partial<ShimOptions> = {}): Promise<ShimHandle> {
+  const flagsFile = join(dir, `flags-${seq++}.json`);
+  await writeRollout(flagsFile, { percent, bucketBy: 'user' });
+  return startShim({
+    port: 0,
+    adminPort: 0,
+    host: '127.0.0.1',
+    godserverUrl: sync.url,
+    syncUrl: sync.url,
+    bifrostUrls: [standin.url],
+    flagsFile,
+    tokenSecret,
+    adminToken,
+    log: silentLogger,
+    ...opts,
+  });
+}
+
+async function setPercent(shim: ShimHandle, percent: number): Promise<void> {
+  const res = await fetch(`${shim.adminUrl}/api/rollout`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+    body: JSON.stringify({ percent }),
+  });
+  expect(res.status).toBe(200);
+}
+
+async function rollout(shim: ShimHandle): Promise<{ connections: { sync: number; bifrost: number }; drain: { closed: number; queued: number } }> {
+  return (await (await fetch(`${shim.adminUrl}/api/rollout`)).json()) as never;
+}
+
+async function landedOn(client: LegacyClient): Promise<string> {
+  const res = await client.request('get', '/collection/marker');
+  return (res.body as { name?: string } | undefined)?.name ?? `status ${res.statusCode}`;
+}
+
+async function connectUser(shim: ShimHandle, userId: string): Promise<LegacyClient> {
+  const token = await signAccessToken(tokenSecret, { userId, teamId: `team-${userId}` });
+  const init = (await (await fetch(`${shim.url}/godserver/init`, { headers: { 'x-access-token': token } })).json()) as { syncserver_url: string };
+  return connectSailsIoClient({ url: init.syncserver_url, token, reconnectionDelayMs: 100, reconnectionDelayMaxMs: 300 });
+}
+
+async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('live rebalance (Sails stand-in for Bifrost)', () => {
+  it('ramp 0 → 25 → 50 → 100 with 100 connected clients: all end on the Bifrost side, each reconnected at most once; rollback 100 → 0 the same', async () => {
+    const shim = await shimWith(0, { rebalanceRate: 200 });
+    const clients: LegacyClient[] = [];
+    try {
+      for (let k = 0; k < 100; k += 20) {
+        clients.push(...(await Promise.all(Array.from({ length: 20 }, (_, i) => connectUser(shim, `ramp-${k + i}`)))));
+      }
+      expect((await rollout(shim)).connections).toMatchObject({ sync: 100, bifrost: 0 });
+      for (const percent of [25, 50, 100]) {
+        await setPercent(shim, percent);
+        await until(`connections to settle at ${percent}%`, async () => {
+          const r = await rollout(shim);
+          return r.drain.queued === 0 && r.connections.sync + r.connections.bifrost === 100 && clients.every((c) => c.isConnected());
+        });
+      }
+      await until('all 100 on the Bifrost side', async () => (await rollout(shim)).connections.bifrost === 100);
+      const where = await Promise.all(clients.map(landedOn));
+      expect(where.every((w) => w === 'bifrost-standin')).toBe(true);
+      for (const c of clients) expect(c.connectCount()).toBe(2);
+
+      await setPercent(shim, 0);
+      await until('all 100 back on Sync', async () => (await rollout(shim)).connections.sync === 100 && clients.every((c) => c.isConnected()));
+      expect((await Promise.all(clients.map(landedOn))).every((w) => w === 'sync')).toBe(true);
+      for (const c of clients) expect(c.connectCount()).toBe(3);
+      const metrics = await (await fetch(`${shim.adminUrl}/metrics`)).text();
+      expect(metrics).toMatch(/bifrost_shim_rebalanced_connections_total\{from="sync",to="bifrost",trigger="flag-change"\} 100/);
+      expect(metrics).toMatch(/bifrost_shim_rebalanced_connections_total\{from="bifrost",to="sync",trigger="flag-change"\} 100/);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await shim.close();
+    }
+  });
+
+  it('closes at the bounded rate, not all at once', async () => {
+    const shim = await shimWith(0, { rebalanceRate: 10 });
+    const clients: LegacyClient[] = [];
+    try {
+      clients.push(...(await Promise.all(Array.from({ length: 20 }, (_, i) => connectUser(shim, `rate-${i}`)))));
+      await setPercent(shim, 100);
+      await new Promise((r) => setTimeout(r, 300));
+      // At 10/s with gaps of at least 50 ms, at most 1 + 300/50 = 7 can have been closed by now.
+      expect((await rollout(shim)).drain.closed).toBeLessThanOrEqual(7);
+      await until('all 20 moved', async () => (await rollout(shim)).connections.bifrost === 20, 20_000);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await shim.close();
+    }
+  });
+
+  it('drain "keep" leaves live sockets where they are until POST /api/drain moves them', async () => {
+    const shim = await shimWith(0, { drain: 'keep' });
+    const clients: LegacyClient[] = [];
+    try {
+      clients.push(...(await Promise.all(Array.from({ length: 10 }, (_, i) => connectUser(shim, `keep-${i}`)))));
+      await setPercent(shim, 100);
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await rollout(shim)).connections).toMatchObject({ sync: 10, bifrost: 0 });
+      expect(clients.every((c) => c.connectCount() === 1)).toBe(true);
+      const res = await fetch(`${shim.adminUrl}/api/drain`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+        body: JSON.stringify({ scope: 'changed' }),
+      });
+      expect(res.status).toBe(202);
+      expect(await res.json()).toMatchObject({ queued: 10 });
+      await until('all 10 moved by the drain', async () => (await rollout(shim)).connections.bifrost === 10 && clients.every((c) => c.isConnected()));
+      expect((await Promise.all(clients.map(landedOn))).every((w) => w === 'bifrost-standin')).toBe(true);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await shim.close();
+    }
+  });
+
+  it('a long-polling session stays on the backend it started on (pinned by sid), also through its upgrade to WebSocket', async () => {
+    // The reference Sails app only speaks the websocket transport (Sails' default), so two plain
+    // socket.io 4 servers with polling enabled stand in for Sync and Bifrost here; each answers
+    // a virtual GET with its own name.
+    const backends = await Promise.all(['sync', 'bifrost-standin'].map((name) => startSocketIoBackend(name)));
+    const flagsFile = join(dir, `flags-${seq++}.json`);
+    await writeRollout(flagsFile, { percent: 100, bucketBy: 'user' });
+    const shim = await startShim({
+      port: 0,
+      adminPort: 0,
+      host: '127.0.0.1',
+      godserverUrl: sync.url,
+      syncUrl: backends[0]!.url,
+      bifrostUrls: [backends[1]!.url],
+      flagsFile,
+      tokenSecret,
+      adminToken,
+      log: silentLogger,
+      drain: 'keep',
+    });
+    const token = await signAccessToken(tokenSecret, { userId: 'poller', teamId: 't' });
+    const init = (await (await fetch(`${shim.url}/godserver/init`, { headers: { 'x-access-token': token } })).json()) as { syncserver_url: string };
+    const target = new URL(init.syncserver_url);
+    const query = { ...Object.fromEntries(target.searchParams), ...SAILS_SDK_QUERY };
+    target.search = '';
+    const ask = async (socket: ReturnType<typeof ioV4>) =>
+      ((await socket.timeout(5000).emitWithAck('get', { method: 'get', url: '/collection/marker', headers: {}, data: {} })) as { body: { name: string } }).body.name;
+    const polling = ioV4(target.href, { query, transports: ['polling'], forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 300 });
+    const upgrading = ioV4(target.href, { query, forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 300 });
+    try {
+      await until('both connected', () => polling.connected && upgrading.connected);
+      expect(await ask(polling)).toBe('bifrost-standin');
+      await until('upgrade to websocket', () => upgrading.io.engine.transport.name === 'websocket');
+      expect(await ask(upgrading)).toBe('bifrost-standin');
+      expect(backends[1]!.handshakeQueries.every((q) => q.bf_route === undefined && q.__sails_io_sdk_version === '1.2.1')).toBe(true);
+      // The flag moves everyone to Sync, live sockets are kept: the sessions must stay where they are.
+      await setPercent(shim, 0);
+      for (let i = 0; i < 5; i++) expect(await ask(polling)).toBe('bifrost-standin');
+      expect(await ask(upgrading)).toBe('bifrost-standin');
+      expect((await rollout(shim)).connections).toMatchObject({ bifrost: 2, sync: 0 });
+      // A drain by hand moves both: the polling session is told it is unknown, the WebSocket is closed.
+      const res = await fetch(`${shim.adminUrl}/api/drain`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } });
+      expect(await res.json()).toMatchObject({ queued: 2 });
+      await until('both back on Sync', async () => polling.connected && upgrading.connected && (await rollout(shim)).connections.sync === 2);
+      expect(await ask(polling)).toBe('sync');
+      expect(await ask(upgrading)).toBe('sync');
+    } finally {
+      polling.disconnect();
+      upgrading.disconnect();
+      await shim.close();
+      await Promise.all(backends.map((b) => b.close()));
+    }
+  });
+});
+
+/** A plain socket.io 4 server (polling + websocket, EIO3 allowed) answering virtual GETs with its name, plus /load. */
+async function startSocketIoBackend(name: string): Promise<{ url: string; handshakeQueries: Record<string, unknown>[]; close(): Promise<void> }> {
+  // Like a Bifrost node, it serves its load document on /load.
+  const server = http.createServer((req, res) => {
+    if (req.url === '/load') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ node: name, loadFactor: 0.1, draining: false }));
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  const ioServer = new SocketIoServer(server, { allowEIO3: true, transports: ['polling', 'websocket'] });
+  const handshakeQueries: Record<string, unknown>[] = [];
+  ioServer.on('connection', (socket) => {
+    handshakeQueries.push({ ...socket.handshake.query });
+    socket.on('get', (_req: unknown, ack: (res: unknown) => void) => ack({ statusCode: 200, body: { name }, headers: {} }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    handshakeQueries,
+    close: () => new Promise<void>((r) => ioServer.close(() => r())),
+  };
+}
