@@ -20,6 +20,7 @@ defineLegacyContract('Sync directly', async () => {
     restarts: [
       {
         name: 'Sync',
+        dropsClientSockets: true,
         async restart() {
           const port = sync.port;
           await sync.close();
