@@ -67,7 +67,7 @@ export async function spawnGateway(env: Record<string, string>, args: string[] =
   child.stderr!.on('data', (d) => stderr.push(String(d)));
   let buf = '';
   const info = await new Promise<{ nodeId: string; publicUrl: string; privateUrl: string }>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`gateway did not start: ${stderr.join('')}`)), 20_000);
+    const t = setTimeout(() => reject(new Error(`gateway did not start within 60 s: ${stderr.join('')}`)), 60_000);
     child.stdout!.on('data', (d) => {
       stdout.push(String(d));
       buf += String(d);
