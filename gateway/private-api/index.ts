@@ -19,7 +19,10 @@ function tokenMatches(expected: Buffer, header: string | undefined): boolean {
 }
 
 export async function buildPrivateApi(ctx: GatewayContext): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: ctx.log.child({ api: 'private' }, { level: ctx.log.levelVal >= 40 ? ctx.log.level : 'warn' }) as FastifyBaseLogger, bodyLimit: 1024 * 1024 });
+  const app = Fastify({ loggerInstance: ctx.log.child({ api: 'private' }, { level: ctx.log.levelVal >= 40 ? ctx.log.level : 'warn' }) as FastifyBaseLogger, bodyLimit: 1024 * 1024,
+    // Unknown fields are refused (400), not silently dropped: a caller's typo must not pass.
+    ajv: { customOptions: { removeAdditional: false } },
+  });
   installErrorHandler(app);
   const expected = Buffer.from(ctx.opts.serviceToken);
   app.get('/healthz', async () => ({ ok: true }));
