@@ -22,6 +22,7 @@ interface ShimCliOptions {
   fallback: string;
   rebalanceRate: string;
   drain: string;
+  shutdownWindow: string;
   json?: boolean;
 }
 
@@ -65,7 +66,13 @@ export function shimOptionsFromCli(o: ShimCliOptions): ShimOptions {
     // Checks URLs and the rest once, with precise messages, before anything starts.
     resolveShimOptions({ ...opts, log: pino({ level: 'silent' }) });
   } catch (err) {
-    throw new CliError((err as Error).message);
+    // Name the command-line flag, not the programmatic option.
+    const message = (err as Error).message
+      .replace(/^godserverUrl /, '--godserver ')
+      .replace(/^syncUrl /, '--sync ')
+      .replace(/^bifrostUrls\[\d+\] /, '--bifrost ')
+      .replace(/^publicUrl /, '--public-url ');
+    throw new CliError(message);
   }
   return opts;
 }
@@ -87,6 +94,7 @@ export function register(program: Command): void {
     .option('--fallback <what>', 'when no Bifrost node is usable: sync or error (503)', 'sync')
     .option('--rebalance-rate <n>', 'connections closed per second when the flag changes', '100')
     .option('--drain <policy>', 'on a flag change: close (move live sockets) or keep', 'close')
+    .option('--shutdown-window <ms>', 'on SIGTERM/SIGINT, live sockets are closed spread over this window (a second signal stops at once)', '10000')
     .option('--json', 'print {url, adminUrl} as JSON once listening')
     .addHelpText(
       'after',
@@ -102,6 +110,8 @@ export function register(program: Command): void {
     )
     .action(async (o: ShimCliOptions) => {
       const opts = shimOptionsFromCli(o);
+      const windowMs = Number(o.shutdownWindow);
+      if (!Number.isInteger(windowMs) || windowMs < 0) throw new CliError(`--shutdown-window must be a number of milliseconds, got "${o.shutdownWindow}"`);
       let shim: Awaited<ReturnType<typeof startShim>>;
       try {
         shim = await startShim(opts);
@@ -111,14 +121,18 @@ export function register(program: Command): void {
       if (o.json) printJson({ url: shim.url, adminUrl: shim.adminUrl });
       else process.stderr.write(`bifrost shim: clients → ${shim.url}   admin → ${shim.adminUrl}\n`);
       await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
+        let signals = 0;
+        const onSignal = (): void => {
+          signals += 1;
+          if (signals === 1) {
+            process.stderr.write(`bifrost shim: draining (up to ${windowMs} ms; signal again to stop at once)\n`);
+            void shim.drain(windowMs).then(resolve, resolve);
+          } else {
+            void shim.close().then(resolve, resolve);
+          }
         };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
       });
-      await shim.close();
     });
 }

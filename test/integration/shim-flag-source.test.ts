@@ -3,13 +3,15 @@
  * survive atomic renames, garbage that never replaces good flags, bucketing by
  * user or team with a stable salt, and "sync" whenever the SDK cannot answer.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileFlagSource, LiveFlagSource } from '../../proxy/flag-source.ts';
-import { FLAG_KEY, writeRollout } from '../../proxy/flags-file.ts';
+import { FLAG_KEY, buildFlag, writeRollout } from '../../proxy/flags-file.ts';
 
 const log = pino({ level: 'silent' });
 let dir: string;
@@ -85,7 +87,9 @@ describe('flags file through the LaunchDarkly SDK', () => {
   it('keeps the last good flags when the file turns to garbage, logs and counts the error, then recovers', async () => {
     await writeRollout(file, { percent: 100, bucketBy: 'user' });
     const errors: string[] = [];
-    source = new FileFlagSource({ file, log, events: { onReloadError: (e) => errors.push(e.message) } });
+    const lines: { level: number; msg: string; err?: string }[] = [];
+    const capture = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    source = new FileFlagSource({ file, log: capture, events: { onReloadError: (e) => errors.push(e.message) } });
     await source.start();
     await allOn(source, 'bifrost', 2000);
     await writeFile(file + '.tmp', '{"flags": {"bifrost-sync-migration": ');
@@ -95,6 +99,9 @@ describe('flags file through the LaunchDarkly SDK', () => {
     expect(source.stats().reloadErrors).toBe(1);
     expect(source.stats().lastReloadError).toMatch(/not valid JSON/);
     expect(errors).toHaveLength(1);
+    const logged = lines.filter((l) => l.level === 50 && l.msg === 'flags file refused; the last good flags stay in force');
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.err).toMatch(/not valid JSON/);
     // still the last good flags
     expect((await routes(source)).every((r) => r === 'bifrost')).toBe(true);
     // a structurally wrong flag is garbage too
@@ -160,7 +167,58 @@ describe('flags file through the LaunchDarkly SDK', () => {
   });
 });
 
+/** A stand-in for LaunchDarkly's streaming service: the SSE `put` / `patch` events the SDK reads from `/all`. */
+async function startFakeStream(): Promise<{ url: string; requests: { path: string; auth: string | undefined }[]; send(event: string, data: unknown): void; close(): Promise<void> }> {
+  const clients = new Set<http.ServerResponse>();
+  const requests: { path: string; auth: string | undefined }[] = [];
+  let initial = '';
+  const server = http.createServer((req, res) => {
+    requests.push({ path: req.url ?? '', auth: req.headers.authorization });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.write(initial);
+    clients.add(res);
+    res.on('close', () => clients.delete(res));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    send(event, data) {
+      const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+      if (event === 'put') initial = frame;
+      for (const c of clients) c.write(frame);
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const c of clients) c.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
 describe('live LaunchDarkly mode', () => {
+  it('evaluates the flag LaunchDarkly streams, and reports each change', async () => {
+    const ld = await startFakeStream();
+    ld.send('put', { path: '/', data: { flags: { [FLAG_KEY]: buildFlag({ percent: 100, bucketBy: 'user' }, 'live-salt', 7) }, segments: {} } });
+    const live = new LiveFlagSource({
+      sdkKey: 'sdk-live-test',
+      log,
+      sdkOptions: { streamUri: ld.url, baseUri: ld.url, eventsUri: ld.url, sendEvents: false, diagnosticOptOut: true },
+    });
+    try {
+      await live.start(5000);
+      expect(ld.requests[0]).toEqual({ path: '/all', auth: 'sdk-live-test' });
+      expect(await live.decide('u1', 't1')).toEqual({ route: 'bifrost', reason: 'flag' });
+      const changed = new Promise<void>((r) => live.onChange(r));
+      ld.send('patch', { path: `/flags/${FLAG_KEY}`, data: buildFlag({ percent: 0, bucketBy: 'user' }, 'live-salt', 8) });
+      await changed;
+      expect(await live.decide('u1', 't1')).toEqual({ route: 'sync', reason: 'flag' });
+    } finally {
+      await live.close();
+      await ld.close();
+    }
+  });
+
   it('answers sync (not ready) while LaunchDarkly cannot be reached', async () => {
     const live = new LiveFlagSource({
       sdkKey: 'sdk-test-key',

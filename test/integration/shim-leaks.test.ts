@@ -98,7 +98,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function settle(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function settle(check: () => boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
 }
@@ -152,5 +152,5 @@ describe('socket leaks', () => {
       await shim.close();
       await backend.close();
     }
-  });
+  }, 180_000);
 });

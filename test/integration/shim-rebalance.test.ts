@@ -18,7 +18,7 @@ import { startSyncReference, type SyncReference } from '../../legacy/sync-app.ts
 import { silentLogger } from '../support/silent-logger.ts';
 import { connectSailsIoClient, SAILS_SDK_QUERY, type LegacyClient } from '../support/legacy-clients.ts';
 import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
-import { writeRollout } from '../../proxy/flags-file.ts';
+import { FLAG_KEY, buildFlag, writeRollout } from '../../proxy/flags-file.ts';
 
 const tokenSecret = 'shim-rebalance-test-secret';
 const adminToken = 'shim-rebalance-admin-token';
@@ -91,7 +91,7 @@ async function connectUser(shim: ShimHandle, userId: string): Promise<LegacyClie
   return connectSailsIoClient({ url: init.syncserver_url, token, reconnectionDelayMs: 100, reconnectionDelayMaxMs: 300 });
 }
 
-async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+async function until(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -131,7 +131,7 @@ describe('live rebalance (Sails stand-in for Bifrost)', () => {
       await Promise.all(clients.map((c) => c.close()));
       await shim.close();
     }
-  });
+  }, 240_000);
 
   it('closes at the bounded rate, not all at once', async () => {
     const shim = await shimWith(0, { rebalanceRate: 10 });
@@ -170,6 +170,64 @@ describe('live rebalance (Sails stand-in for Bifrost)', () => {
     } finally {
       await Promise.all(clients.map((c) => c.close()));
       await shim.close();
+    }
+  });
+
+  it('drain (SIGTERM) closes live sockets spread over the window, refuses new ones, then stops', async () => {
+    const shim = await shimWith(0);
+    const clients: LegacyClient[] = [];
+    try {
+      clients.push(...(await Promise.all(Array.from({ length: 10 }, (_, i) => connectUser(shim, `drain-${i}`)))));
+      const url = new URL(shim.url);
+      const drained = shim.drain(1000);
+      await until('every client disconnected', () => clients.every((c) => !c.isConnected()), 5000);
+      await drained;
+      expect(shim.openSockets()).toEqual({ client: 0, backend: 0 });
+      // nothing listens any more
+      const refused = await fetch(`http://${url.host}/godserver/init`).then(
+        () => false,
+        () => true,
+      );
+      expect(refused).toBe(true);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await shim.close();
+    }
+  });
+
+  it('live LaunchDarkly mode: a flag change streamed by LaunchDarkly moves live sockets; PUT /api/rollout is refused with 409', async () => {
+    // A stand-in for LaunchDarkly's streaming endpoint (what a Relay Proxy also serves): SSE put/patch on /all.
+    const streams = new Set<http.ServerResponse>();
+    const flag = (percent: number, version: number) => buildFlag({ percent, bucketBy: 'user' }, 'live-salt', version);
+    const ld = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`event: put\ndata: ${JSON.stringify({ path: '/', data: { flags: { [FLAG_KEY]: flag(0, 1) }, segments: {} } })}\n\n`);
+      streams.add(res);
+      res.on('close', () => streams.delete(res));
+    });
+    await new Promise<void>((r) => ld.listen(0, '127.0.0.1', r));
+    const ldUrl = `http://127.0.0.1:${(ld.address() as AddressInfo).port}`;
+    const shim = await shimWith(0, { ldSdkKey: 'sdk-relay-test', ldSdkOptions: { streamUri: ldUrl, baseUri: ldUrl, eventsUri: ldUrl, sendEvents: false, diagnosticOptOut: true } });
+    const clients: LegacyClient[] = [];
+    try {
+      clients.push(...(await Promise.all(Array.from({ length: 10 }, (_, i) => connectUser(shim, `live-${i}`)))));
+      expect((await rollout(shim)).connections).toMatchObject({ sync: 10, bifrost: 0 });
+      const put = await fetch(`${shim.adminUrl}/api/rollout`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+        body: JSON.stringify({ percent: 50 }),
+      });
+      expect(put.status).toBe(409);
+      expect(((await put.json()) as { error: { code: string } }).error.code).toBe('conflict');
+      for (const s of streams) s.write(`event: patch\ndata: ${JSON.stringify({ path: `/flags/${FLAG_KEY}`, data: flag(100, 2) })}\n\n`);
+      await until('all 10 moved by the streamed change', async () => (await rollout(shim)).connections.bifrost === 10 && clients.every((c) => c.isConnected()));
+      expect((await Promise.all(clients.map(landedOn))).every((w) => w === 'bifrost-standin')).toBe(true);
+      expect(((await (await fetch(`${shim.adminUrl}/api/rollout`)).json()) as { source: string; percent: unknown }).source).toBe('launchdarkly');
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await shim.close();
+      for (const s of streams) s.destroy();
+      await new Promise<void>((r) => ld.close(() => r()));
     }
   });
 

@@ -20,6 +20,7 @@ import { silentLogger } from '../support/silent-logger.ts';
 import { connectSailsIoClient, connectSocketIo4Client, type LegacyClient } from '../support/legacy-clients.ts';
 import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
 import { signRouteToken } from '../../proxy/route-token.ts';
+import { FLAG_KEY, buildFlag } from '../../proxy/flags-file.ts';
 
 const tokenSecret = 'shim-routing-test-secret';
 const adminToken = 'shim-routing-admin-token';
@@ -53,8 +54,9 @@ afterAll(async () => {
 let fileSeq = 0;
 async function shimWith(percent: number, opts: Partial<ShimOptions> = {}, bucketBy: 'user' | 'team' = 'user'): Promise<{ shim: ShimHandle; flagsFile: string }> {
   const flagsFile = join(dir, `flags-${fileSeq++}.json`);
-  const { writeRollout } = await import('../../proxy/flags-file.ts');
-  await writeRollout(flagsFile, { percent, bucketBy });
+  // A fixed salt makes the split of a given user population reproducible from run to run
+  // (with a random salt, 400 users at 50% land outside ±8% about once in 700 runs).
+  await writeFile(flagsFile, JSON.stringify({ flags: { [FLAG_KEY]: buildFlag({ percent, bucketBy }, 'shim-routing-test-salt', 1) } }));
   const shim = await startShim({
     port: 0,
     adminPort: 0,
@@ -197,7 +199,7 @@ describe('shim with real Sails backends', () => {
     } finally {
       await shim.close();
     }
-  });
+  }, 240_000);
 
   it('bucket-by team: members of a team always share a backend (Sails stand-in for Bifrost)', async () => {
     const { shim } = await shimWith(50, {}, 'team');
@@ -241,6 +243,24 @@ describe('shim with real Sails backends', () => {
       await client.close();
     } finally {
       await all.shim.close();
+    }
+    // No usable Bifrost node in direct mode: Sync's own URL (fallback "sync"), or 503 (fallback "error").
+    const nowhere = await shimWith(100, { mode: 'direct', bifrostUrls: ['http://127.0.0.1:9'] });
+    try {
+      const i = await init(nowhere.shim, 'd2', 't1');
+      expect(i.route).toBe('sync');
+      expect(i.body.syncserver_url).toBe(sync.url);
+    } finally {
+      await nowhere.shim.close();
+    }
+    const strict = await shimWith(100, { mode: 'direct', bifrostUrls: ['http://127.0.0.1:9'], fallback: 'error' });
+    try {
+      const token = await signAccessToken(tokenSecret, { userId: 'd3', teamId: 't1' });
+      const res = await fetch(`${strict.shim.url}/godserver/init`, { headers: { 'x-access-token': token } });
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({ error: { code: 'unavailable', message: 'no Bifrost node available' } });
+    } finally {
+      await strict.shim.close();
     }
   });
 
@@ -302,7 +322,8 @@ describe('shim with real Sails backends', () => {
   });
 
   it('a missing, expired or tampered route token goes to Sync and is counted (Sails stand-in for Bifrost at 100%)', async () => {
-    const { shim } = await shimWith(100);
+    const routeSecret = 'shim-routing-route-secret';
+    const { shim } = await shimWith(100, { routeSecret });
     try {
       const token = await signAccessToken(tokenSecret, { userId: 'evil', teamId: 't' });
       const i = await init(shim, 'evil', 't');
@@ -310,19 +331,16 @@ describe('shim with real Sails backends', () => {
       const bf = good.searchParams.get('bf_route')!;
       const parts = bf.split('.');
       const tampered = [parts[0], Buffer.from('someone-else').toString('base64url'), ...parts.slice(2)].join('.');
-      const expired = signRouteToken('whatever', { userId: 'evil', teamId: 't' }, 1, 1000);
-      const cases: Array<[string, string]> = [
-        [`${shim.url}/?bf_route=${tampered}`, 'signature'],
-        [`${shim.url}/?bf_route=${expired}`, 'signature'],
-        [`${shim.url}/?x=1`, 'missing'],
-      ];
-      for (const [url] of cases) {
+      const expired = signRouteToken(routeSecret, { userId: 'evil', teamId: 't' }, 60, Math.floor(Date.now() / 1000) - 3600);
+      const foreign = signRouteToken('another-secret', { userId: 'evil', teamId: 't' });
+      for (const url of [`${shim.url}/?bf_route=${tampered}`, `${shim.url}/?bf_route=${expired}`, `${shim.url}/?bf_route=${foreign}`, `${shim.url}/?x=1`]) {
         const c = await connectSailsIoClient({ url, token });
         expect(await landedOn(c)).toBe('sync');
         await c.close();
       }
       const text = await metricsText(shim);
       expect(metricValue(text, 'bifrost_shim_route_token_rejections_total', { reason: 'signature' })).toBe(2);
+      expect(metricValue(text, 'bifrost_shim_route_token_rejections_total', { reason: 'expired' })).toBe(1);
       expect(metricValue(text, 'bifrost_shim_route_token_rejections_total', { reason: 'missing' })).toBe(1);
       // the genuine token still routes to the Bifrost side
       const ok = await connectSailsIoClient({ url: good.toString(), token });

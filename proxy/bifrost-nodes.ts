@@ -1,0 +1,153 @@
+/**
+ * The Bifrost nodes the shim can send a socket to, and how it picks one.
+ *
+ * Each node's `GET /load` (JSON `{"loadFactor": number, "draining": boolean,
+ * ...}`) is polled every `pollIntervalMs`. A node is *eligible* when its last
+ * poll answered, it is not draining, its load factor is at most
+ * `maxLoadFactor` (1 = full), and it has not just refused a connection.
+ * A node that answers HTTP but not with a load document (an older gateway)
+ * is eligible with an unknown load.
+ *
+ * Choice: "power of two random choices" — pick two eligible nodes at random and
+ * take the less loaded one. It avoids the herd effect of "always the least
+ * loaded" between polls (every new socket would pile onto the same node for a
+ * whole second) while still steering away from hot nodes. The remaining
+ * eligible nodes follow, least loaded first, as retry candidates.
+ */
+import type { Logger } from 'pino';
+
+export interface BifrostNode {
+  /** Public base URL as configured (what clients use in direct mode). */
+  readonly url: string;
+  readonly target: URL;
+  /** The node's own id from /load (`node`, `nodeId` or `id`), else its host:port. */
+  id: string;
+  loadFactor: number | undefined;
+  draining: boolean;
+  /** Undefined until the first poll finished. */
+  reachable: boolean | undefined;
+  lastPolledAt: number;
+  /** Not chosen before this time (ms epoch) after a refused connection. */
+  failedUntil: number;
+}
+
+export interface NodePoolOptions {
+  urls: string[];
+  log: Logger;
+  /** Default 1000 ms. */
+  pollIntervalMs?: number;
+  /** Timeout of one /load request, default 800 ms. */
+  pollTimeoutMs?: number;
+  /** Nodes above this load factor are skipped (default 1). */
+  maxLoadFactor?: number;
+  /** How long a node that refused a connection is skipped (default 2000 ms). */
+  failurePenaltyMs?: number;
+  random?: () => number;
+}
+
+/** Whether a node may receive a new socket now. */
+export function isEligible(node: BifrostNode, maxLoadFactor: number, now: number): boolean {
+  if (node.reachable === false || node.draining) return false;
+  if (node.loadFactor !== undefined && node.loadFactor > maxLoadFactor) return false;
+  return now >= node.failedUntil;
+}
+
+/**
+ * Orders candidate nodes: the winner of two random choices first (lower load
+ * factor; unknown load counts as 0.5), then the others by load, ascending.
+ */
+export function orderByTwoRandomChoices<T extends Pick<BifrostNode, 'loadFactor'>>(nodes: T[], random: () => number = Math.random): T[] {
+  if (nodes.length <= 1) return [...nodes];
+  const load = (n: T): number => n.loadFactor ?? 0.5;
+  const i = Math.floor(random() * nodes.length);
+  let j = Math.floor(random() * (nodes.length - 1));
+  if (j >= i) j += 1;
+  const a = nodes[i]!;
+  const b = nodes[j]!;
+  const first = load(b) < load(a) ? b : a;
+  const rest = nodes.filter((n) => n !== first).sort((x, y) => load(x) - load(y));
+  return [first, ...rest];
+}
+
+export class BifrostNodePool {
+  readonly nodes: BifrostNode[];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly maxLoadFactor: number;
+  private readonly random: () => number;
+  private closed = false;
+  private readonly warnedNoLoad = new Set<string>();
+
+  constructor(private readonly opts: NodePoolOptions) {
+    this.maxLoadFactor = opts.maxLoadFactor ?? 1;
+    this.random = opts.random ?? Math.random;
+    this.nodes = opts.urls.map((url) => {
+      const target = new URL(url);
+      return { url: url.replace(/\/+$/, ''), target, id: target.host, loadFactor: undefined, draining: false, reachable: undefined, lastPolledAt: 0, failedUntil: 0 };
+    });
+  }
+
+  /** Polls every node once (bounded by the poll timeout), then keeps polling in the background. */
+  async start(): Promise<void> {
+    await this.pollAll();
+    if (this.closed || this.nodes.length === 0) return;
+    this.timer = setInterval(() => void this.pollAll(), this.opts.pollIntervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  /** Candidates for a new socket, best first; empty when no node is eligible. */
+  candidates(now: number = Date.now()): BifrostNode[] {
+    const eligible = this.nodes.filter((n) => isEligible(n, this.maxLoadFactor, now));
+    return orderByTwoRandomChoices(eligible, this.random);
+  }
+
+  /** Marks a node as having refused a connection: skipped for the failure penalty. */
+  markFailed(node: BifrostNode, now: number = Date.now()): void {
+    node.failedUntil = now + (this.opts.failurePenaltyMs ?? 2000);
+  }
+
+  byId(id: string): BifrostNode | undefined {
+    return this.nodes.find((n) => n.id === id || n.url === id);
+  }
+
+  private async pollAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => this.poll(n)));
+  }
+
+  private async poll(node: BifrostNode): Promise<void> {
+    const url = new URL('load', node.target.href.endsWith('/') ? node.target.href : node.target.href + '/');
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(this.opts.pollTimeoutMs ?? 800), headers: { accept: 'application/json' } });
+      const text = await res.text();
+      node.reachable = true;
+      node.lastPolledAt = Date.now();
+      let doc: { loadFactor?: unknown; draining?: unknown; nodeId?: unknown; node?: unknown; id?: unknown } | undefined;
+      try {
+        doc = res.ok ? JSON.parse(text) : undefined;
+      } catch {
+        doc = undefined;
+      }
+      if (doc && typeof doc.loadFactor === 'number' && Number.isFinite(doc.loadFactor)) {
+        node.loadFactor = doc.loadFactor;
+        node.draining = doc.draining === true;
+        const id = [doc.nodeId, doc.node, doc.id].find((v): v is string => typeof v === 'string' && v.length > 0);
+        if (id) node.id = id;
+      } else {
+        node.loadFactor = undefined;
+        node.draining = false;
+        if (!this.warnedNoLoad.has(node.url)) {
+          this.warnedNoLoad.add(node.url);
+          this.opts.log.warn({ node: node.url, status: res.status }, 'Bifrost node answers but serves no load document on /load; treating its load as unknown');
+        }
+      }
+    } catch (err) {
+      if (node.reachable !== false) this.opts.log.warn({ node: node.url, err: (err as Error).message }, 'Bifrost node unreachable');
+      node.reachable = false;
+      node.lastPolledAt = Date.now();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+}

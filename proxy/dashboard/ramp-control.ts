@@ -1,0 +1,137 @@
+/**
+ * The dashboard's view of, and hands on, the guarded ramp that
+ * `bifrost rollout ramp` runs. The ramp's state lives in the rollout
+ * engineer's store (cli/rollout: `.bifrost/ramp.json`, or Redis when
+ * REDIS_URL is set); every change goes through the store's atomic
+ * `update(decide)`, exactly as `bifrost rollout pause|resume|rollback` do, so
+ * the running ramp process and any terminal see the same document.
+ *
+ * - pause / resume flip `paused` on the unfinished ramp (its process holds the
+ *   step and stops its clock while paused);
+ * - end marks the unfinished ramp `rolled-back`: its process notices on its
+ *   next tick and stops without touching the flag. The flag itself (0 %) and
+ *   the drain are the admin API's own write routes, called by the page.
+ */
+import { hostname } from 'node:os';
+import { openRampStore } from '../../cli/rollout/open-ramp-store.ts';
+import { leaseAlive, timeLeftMs, unfinished, withEvent, type RampDoc } from '../../cli/rollout/ramp-state.ts';
+import type { RampStore } from '../../cli/rollout/ramp-store.ts';
+
+/** Same staleness as the CLI's (`cli/commands/rollout.ts`). */
+export const LEASE_STALE_MS = 15_000;
+
+export type RampAction = 'pause' | 'resume' | 'end';
+
+export interface RampActionResult {
+  /** False when there was nothing to do (already paused, no ramp, ...). */
+  changed: boolean;
+  /** One line for the page. */
+  message: string;
+  /** No unfinished ramp to act on. */
+  noRamp: boolean;
+  ramp: RampDoc | null;
+}
+
+export interface RampView {
+  id: string;
+  phase: RampDoc['phase'];
+  paused: boolean;
+  pausedBy: string | null;
+  steps: number[];
+  stepIndex: number;
+  /** Percentage of the current step (the last one once finished). */
+  stepPercent: number;
+  percent: number;
+  intervalMs: number;
+  stepElapsedMs: number;
+  stepLeftMs: number;
+  timeLeftMs: number;
+  ownerAlive: boolean;
+  owner: string | null;
+  outcome: string | null;
+  startedAt: string;
+  updatedAt: string;
+  limits: { maxErrorRate: number; maxP99Ms: number | null; minRequests: number; rollbackTo: number | null };
+  breaches: { guard: string; text: string }[];
+  history: { at: string; event: string; percent?: number; detail?: string }[];
+}
+
+/** The ramp document as the page shows it. */
+export function rampView(doc: RampDoc, now = Date.now()): RampView {
+  const n = doc.plan.steps.length;
+  const i = Math.min(doc.stepIndex, n - 1);
+  const running = doc.phase === 'running';
+  return {
+    id: doc.id,
+    phase: doc.phase,
+    paused: doc.paused,
+    pausedBy: doc.pausedBy,
+    steps: doc.plan.steps,
+    stepIndex: doc.stepIndex,
+    stepPercent: doc.plan.steps[i] ?? doc.percent,
+    percent: doc.percent,
+    intervalMs: doc.plan.intervalMs,
+    stepElapsedMs: doc.stepElapsedMs,
+    stepLeftMs: running ? Math.max(0, doc.plan.intervalMs - doc.stepElapsedMs) : 0,
+    timeLeftMs: running ? timeLeftMs(doc) : 0,
+    ownerAlive: leaseAlive(doc.owner, { now, host: hostname(), staleMs: LEASE_STALE_MS }),
+    owner: doc.owner ? `pid ${doc.owner.pid} on ${doc.owner.host}` : null,
+    outcome: doc.outcome,
+    startedAt: doc.startedAt,
+    updatedAt: doc.updatedAt,
+    limits: { maxErrorRate: doc.plan.maxErrorRate, maxP99Ms: doc.plan.maxP99Ms, minRequests: doc.plan.minRequests, rollbackTo: doc.plan.rollbackTo },
+    breaches: doc.breaches.map((b) => ({ guard: b.guard, text: b.text })),
+    history: doc.history.slice(-6),
+  };
+}
+
+export class RampControl {
+  readonly store: RampStore;
+  private readonly ownsStore: boolean;
+
+  constructor(store?: RampStore) {
+    this.ownsStore = !store;
+    this.store = store ?? openRampStore();
+  }
+
+  read(): Promise<RampDoc | null> {
+    return this.store.read();
+  }
+
+  /** Pauses, resumes or ends the unfinished ramp, on behalf of `by`. */
+  async act(action: RampAction, by: string): Promise<RampActionResult> {
+    const r = await this.store.update<{ doc: RampDoc | null; changed: boolean }>((cur) => {
+      const u = unfinished(cur);
+      if (!u) return { result: { doc: cur, changed: false } };
+      const now = new Date();
+      if (action === 'end') {
+        const outcome = `rolled back to 0% from the dashboard (${by})`;
+        const next = withEvent({ ...u, phase: 'rolled-back', percent: 0, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome }, { event: 'rolled-back', percent: 0, detail: `by ${by}` }, now);
+        return { next, result: { doc: next, changed: true } };
+      }
+      const pausing = action === 'pause';
+      if (u.paused === pausing) return { result: { doc: u, changed: false } };
+      const next = withEvent(
+        { ...u, paused: pausing, pausedBy: pausing ? by : null, pausedAt: pausing ? now.toISOString() : null, updatedAt: now.toISOString() },
+        { event: pausing ? 'paused' : 'unpaused', percent: u.percent, detail: `by ${by}` },
+        now,
+      );
+      return { next, result: { doc: next, changed: true } };
+    });
+    const doc = r.doc;
+    if (!doc || (!r.changed && doc.phase !== 'running')) {
+      const last = doc ? ` (the last one ${doc.phase === 'completed' ? 'completed' : 'was rolled back'})` : '';
+      return { changed: false, noRamp: true, ramp: doc, message: action === 'end' ? `no ramp in progress${last}` : `no ramp in progress to ${action}${last}` };
+    }
+    const step = `step ${Math.min(doc.stepIndex, doc.plan.steps.length - 1) + 1}/${doc.plan.steps.length}`;
+    let message: string;
+    if (action === 'end') message = `the ramp was ended at ${step}; its process stops at its next tick`;
+    else if (action === 'pause') message = r.changed ? `ramp paused at ${step}: the rollout holds ${doc.percent}%` : `the ramp was already paused at ${step}`;
+    else message = r.changed ? `ramp resumed at ${step}` : `the ramp was not paused (at ${step})`;
+    return { changed: r.changed, noRamp: false, ramp: doc, message };
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsStore) await this.store.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * Where routing decisions come from: the LaunchDarkly server SDK (v9), fed
+ * either by the local flags file (default) or by live LaunchDarkly (`LD_SDK_KEY`).
+ * Either way the SDK's own evaluator does the bucketing, so a percentage in the
+ * flags file behaves exactly as the same flag in LaunchDarkly.
+ *
+ * ## Local mode, and why it does not use FileDataSource's auto-update
+ * The SDK's `FileDataSource` with `autoUpdate` uses `fs.watch()` on the file
+ * path, which follows the inode: after one atomic write (temp file + rename —
+ * what `bifrost rollout set` and `PUT /api/rollout` do) the watcher sits on the
+ * old, unlinked inode and never sees another change. So this module reads the
+ * file itself and feeds it into the SDK through the public `TestData`
+ * integration (`usePreconfiguredFlag`), which upserts full flag JSON into the
+ * client's feature store exactly like a data source does:
+ * - it watches the *directory* (rename-proof) for events on the file's name and
+ *   also stats the file on a short interval (a safety net where `fs.watch` is
+ *   unreliable: network and container volumes), reloading on a change of
+ *   inode, size or mtime;
+ * - it validates before applying, so a garbage write never reaches the SDK: the
+ *   last good flags stay in force, the error is logged and counted;
+ * - one LDClient lives for the whole process (no client rebuilds, no gap in
+ *   which evaluations would fail).
+ * The file keeps FileDataSource's format (`flags`, `flagValues`, `segments`),
+ * so a stock SDK can be pointed at it too. Events are not sent (`sendEvents:
+ * false`); the client is never `offline` (offline clients ignore data sources).
+ *
+ * ## Live mode
+ * `init(LD_SDK_KEY)` with the SDK's default streaming data source.
+ *
+ * ## Evaluation
+ * `decide(userId, teamId)` evaluates `bifrost-sync-migration` for the
+ * multi-context `{kind: 'multi', user: {key}, team: {key}}`. Not ready, any SDK
+ * error, or a value other than "sync"/"bifrost" → `"sync"`, with the reason.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { init, type LDClient, type LDLogger, type LDEvaluationDetail } from '@launchdarkly/node-server-sdk';
+import { TestData } from '@launchdarkly/node-server-sdk/integrations';
+import type { Logger } from 'pino';
+import { FLAG_KEY, ensureFlagsFile, parseFlagsFile, rolloutOfFlag, type FlagJson, type FlagsFileJson, type Route, type RolloutState } from './flags-file.ts';
+
+/** Why a decision is what it is. `flag` = a normal evaluation; anything else fell back to sync. */
+export type DecisionReason = 'flag' | 'not_ready' | 'error' | 'invalid_value';
+
+export interface RouteDecision {
+  route: Route;
+  reason: DecisionReason;
+  /** The SDK's error kind or the unexpected value, when reason is not `flag`. */
+  detail?: string;
+}
+
+export interface FlagSourceEvents {
+  /** A flags file change was applied (local mode). */
+  onReload?: (rollout: RolloutState | undefined) => void;
+  /** A flags file change was refused (garbage); the last good flags stay. */
+  onReloadError?: (err: Error) => void;
+}
+
+export interface FlagSource {
+  readonly mode: 'file' | 'launchdarkly';
+  /** Resolves once the SDK is initialised or `timeoutMs` has passed (then decisions are "sync" until it is). */
+  start(timeoutMs?: number): Promise<void>;
+  /** Evaluates the migration flag for a user of a team. Never throws. */
+  decide(userId: string, teamId: string): Promise<RouteDecision>;
+  /** Calls `listener` whenever the migration flag changes. Returns an unsubscribe function. */
+  onChange(listener: () => void): () => void;
+  /** The rollout as the flags file last applied it (local mode), else undefined. */
+  rollout(): RolloutState | undefined;
+  /** Counters for /api/rollout and tests. */
+  stats(): { reloads: number; reloadErrors: number; lastReloadError?: string };
+  close(): Promise<void>;
+}
+
+/** Adapts pino to the SDK's logger interface (the SDK's info chatter goes to debug). */
+export function ldLoggerFrom(log: Logger): LDLogger {
+  const child = log.child({ component: 'launchdarkly' });
+  return {
+    error: (...args: unknown[]) => child.error(args.map(String).join(' ')),
+    warn: (...args: unknown[]) => child.warn(args.map(String).join(' ')),
+    info: (...args: unknown[]) => child.debug(args.map(String).join(' ')),
+    debug: (...args: unknown[]) => child.debug(args.map(String).join(' ')),
+  };
+}
+
+/** The evaluation context: both kinds, so a rollout can bucket by user or by team. */
+export function migrationContext(userId: string, teamId: string) {
+  // A user without a team is bucketed as a team of one (an absent team context
+  // would put them in bucket 0, i.e. first onto Bifrost under team bucketing).
+  return { kind: 'multi' as const, user: { key: userId }, team: { key: teamId || `no-team:${userId}` } };
+}
+
+abstract class SdkFlagSource implements FlagSource {
+  abstract readonly mode: 'file' | 'launchdarkly';
+  protected client: LDClient | undefined;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(protected readonly log: Logger) {}
+
+  abstract start(timeoutMs?: number): Promise<void>;
+
+  protected attach(client: LDClient): void {
+    this.client = client;
+    client.on(`update:${FLAG_KEY}`, () => {
+      for (const l of this.listeners) {
+        try {
+          l();
+        } catch (err) {
+          this.log.error({ err }, 'flag change listener failed');
+        }
+      }
+    });
+    client.on('error', (err: unknown) => this.log.error({ err }, 'LaunchDarkly client error'));
+  }
+
+  async decide(userId: string, teamId: string): Promise<RouteDecision> {
+    const client = this.client;
+    if (!client) return { route: 'sync', reason: 'not_ready', detail: 'CLIENT_NOT_READY' };
+    let detail: LDEvaluationDetail;
+    try {
+      detail = await client.variationDetail(FLAG_KEY, migrationContext(userId, teamId), 'sync');
+    } catch (err) {
+      return { route: 'sync', reason: 'error', detail: (err as Error).message };
+    }
+    if (detail.reason?.kind === 'ERROR') {
+      const kind = String(detail.reason.errorKind ?? 'EXCEPTION');
+      return { route: 'sync', reason: kind === 'CLIENT_NOT_READY' ? 'not_ready' : 'error', detail: kind };
+    }
+    if (detail.value === 'sync' || detail.value === 'bifrost') return { route: detail.value, reason: 'flag' };
+    return { route: 'sync', reason: 'invalid_value', detail: JSON.stringify(detail.value) };
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  rollout(): RolloutState | undefined {
+    return undefined;
+  }
+
+  stats(): { reloads: number; reloadErrors: number; lastReloadError?: string } {
+    return { reloads: 0, reloadErrors: 0 };
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    this.client?.close();
+    this.client = undefined;
+  }
+}
+
+export interface FileFlagSourceOptions {
+  file: string;
+  log: Logger;
+  /** Safety-net stat interval, ms (default 500). */
+  pollIntervalMs?: number;
+  /** Delay between a watch event and the read, so bursts coalesce (default 25 ms). */
+  debounceMs?: number;
+  events?: FlagSourceEvents;
+}
+
+/** Local mode: the flags file, re-read on every change (atomic renames included), fed through TestData. */
+export class FileFlagSource extends SdkFlagSource {
+  readonly mode = 'file' as const;
+  private readonly td = new TestData();
+  private readonly applied = new Map<string, string>();
+  private watcher: FSWatcher | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private lastStat = '';
+  private lastText: string | undefined;
+  private current: RolloutState | undefined;
+  private reloading: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+  private counters = { reloads: 0, reloadErrors: 0, lastReloadError: undefined as string | undefined };
+
+  constructor(private readonly opts: FileFlagSourceOptions) {
+    super(opts.log);
+  }
+
+  async start(timeoutMs = 5000): Promise<void> {
+    const created = await ensureFlagsFile(this.opts.file);
+    if (created) this.log.info({ file: this.opts.file }, 'created the flags file with the migration flag at 0%');
+    await this.reload();
+    const client = init('bifrost-local-flags-file', {
+      updateProcessor: this.td.getFactory(),
+      sendEvents: false,
+      diagnosticOptOut: true,
+      logger: ldLoggerFrom(this.log),
+    });
+    this.attach(client);
+    try {
+      await client.waitForInitialization({ timeout: timeoutMs / 1000 });
+    } catch (err) {
+      this.log.error({ err }, 'LaunchDarkly client (flags file) not initialised; decisions are "sync" until it is');
+    }
+    const dir = dirname(this.opts.file);
+    const name = basename(this.opts.file);
+    try {
+      this.watcher = watch(dir, { persistent: false }, (_event, filename) => {
+        if (!filename || filename.toString() === name) this.schedule();
+      });
+      this.watcher.on('error', (err) => this.log.warn({ err }, 'flags directory watch failed; relying on polling'));
+    } catch (err) {
+      this.log.warn({ err, dir }, 'cannot watch the flags directory; relying on polling');
+    }
+    this.poller = setInterval(() => void this.checkStat(), this.opts.pollIntervalMs ?? 500);
+    this.poller.unref();
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      void this.reload();
+    }, this.opts.debounceMs ?? 25);
+    this.debounce.unref();
+  }
+
+  private async checkStat(): Promise<void> {
+    try {
+      const s = await stat(this.opts.file);
+      const sig = `${s.ino}:${s.size}:${s.mtimeMs}`;
+      if (sig !== this.lastStat) this.schedule();
+    } catch {
+      // A missing file keeps the last good flags; the next write is picked up.
+    }
+  }
+
+  /** Reads, validates and applies the file. Serialised: a change during a reload triggers one more. */
+  reload(): Promise<void> {
+    if (this.reloading) {
+      this.again = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      do {
+        this.again = false;
+        await this.reloadOnce();
+      } while (this.again && !this.closed);
+    })().finally(() => {
+      this.reloading = undefined;
+    });
+    return this.reloading;
+  }
+
+  private async reloadOnce(): Promise<void> {
+    let text: string;
+    try {
+      const s = await stat(this.opts.file);
+      this.lastStat = `${s.ino}:${s.size}:${s.mtimeMs}`;
+      text = await readFile(this.opts.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      this.refuse(err as Error);
+      return;
+    }
+    if (text === this.lastText) return;
+    let parsed: FlagsFileJson;
+    try {
+      parsed = parseFlagsFile(text);
+    } catch (err) {
+      this.lastText = text;
+      this.refuse(err as Error);
+      return;
+    }
+    this.lastText = text;
+    await this.apply(parsed);
+    this.counters.reloads += 1;
+    const flag = parsed.flags?.[FLAG_KEY];
+    this.current = flag ? rolloutOfFlag(flag) : undefined;
+    if (!flag) this.log.warn({ file: this.opts.file }, `the flags file has no "${FLAG_KEY}" flag: every decision is "sync"`);
+    this.log.info({ file: this.opts.file, rollout: this.current }, 'flags file applied');
+    this.opts.events?.onReload?.(this.current);
+  }
+
+  private refuse(err: Error): void {
+    this.counters.reloadErrors += 1;
+    this.counters.lastReloadError = err.message;
+    this.log.error({ file: this.opts.file, err: err.message }, 'flags file refused; the last good flags stay in force');
+    this.opts.events?.onReloadError?.(err);
+  }
+
+  private async apply(parsed: FlagsFileJson): Promise<void> {
+    const next = new Map<string, FlagJson>();
+    for (const [key, flag] of Object.entries(parsed.flags ?? {})) next.set(key, { ...flag, key });
+    for (const [key, value] of Object.entries(parsed.flagValues ?? {})) {
+      // FileDataSource's `flagValues` shorthand: a flag that always serves the value.
+      next.set(key, { key, version: 1, on: true, fallthrough: { variation: 0 }, variations: [value] });
+    }
+    const ops: Promise<unknown>[] = [];
+    for (const [key, flag] of next) {
+      const json = JSON.stringify(flag);
+      if (this.applied.get(key) === json) continue;
+      this.applied.set(key, json);
+      ops.push(this.td.usePreconfiguredFlag({ ...flag, version: typeof flag.version === 'number' ? flag.version : 1 }));
+    }
+    for (const key of [...this.applied.keys()]) {
+      if (next.has(key)) continue;
+      this.applied.delete(key);
+      // Removed from the file: delete it in the SDK's store (evaluates as FLAG_NOT_FOUND → "sync").
+      ops.push(this.td.usePreconfiguredFlag({ key, version: 1, deleted: true }));
+    }
+    for (const [key, segment] of Object.entries(parsed.segments ?? {})) {
+      ops.push(this.td.usePreconfiguredSegment({ ...(segment as object), key }));
+    }
+    await Promise.all(ops);
+  }
+
+  override rollout(): RolloutState | undefined {
+    return this.current;
+  }
+
+  override stats(): { reloads: number; reloadErrors: number; lastReloadError?: string } {
+    return { ...this.counters };
+  }
+
+  override async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    if (this.poller) clearInterval(this.poller);
+    if (this.debounce) clearTimeout(this.debounce);
+    await this.reloading?.catch(() => undefined);
+    await super.close();
+  }
+}
+
+export interface LiveFlagSourceOptions {
+  sdkKey: string;
+  log: Logger;
+  /** Extra SDK options (endpoints, for a relay proxy or tests). */
+  sdkOptions?: Record<string, unknown>;
+}
+
+/** Live mode: LaunchDarkly itself, through the SDK's streaming connection. */
+export class LiveFlagSource extends SdkFlagSource {
+  readonly mode = 'launchdarkly' as const;
+
+  constructor(private readonly opts: LiveFlagSourceOptions) {
+    super(opts.log);
+  }
+
+  async start(timeoutMs = 5000): Promise<void> {
+    const client = init(this.opts.sdkKey, { logger: ldLoggerFrom(this.log), ...(this.opts.sdkOptions ?? {}) });
+    this.attach(client);
+    try {
+      await client.waitForInitialization({ timeout: timeoutMs / 1000 });
+    } catch (err) {
+      this.log.error({ err }, 'LaunchDarkly not reachable yet; decisions are "sync" until it is');
+    }
+  }
+}
