@@ -8,12 +8,13 @@
  *   P s:{topic}            stream of events (fields v = event, d = data JSON)
  *   P e:{topic}            the stream's epoch (new when the stream was lost)
  *   P i:{topic}:<key>      idempotency key -> "offset|epoch"
- *   P c:<topic>            pub/sub channel, message "offset\nepoch\nevent\ndata"
+ *   P c:{topic}            pub/sub channel, message "offset\nepoch\nevent\ndata"
+ *                          (sharded pub/sub, SPUBLISH/SSUBSCRIBE, on Redis Cluster)
  *   P services             hash name -> service definition JSON
  *   P nodes / P nodeinfo   zset id -> expiry, hash id -> node JSON
  *   P control              pub/sub channel for node-to-node control messages
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { newEpoch } from './broker-memory.ts';
 import {
   BROKER_DEFAULTS,
@@ -39,8 +40,8 @@ if not epoch then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], epoch)
 end
-if ARGV[9] ~= '' then
-  local seen = redis.call('GET', ARGV[9])
+if ARGV[9] == '1' then
+  local seen = redis.call('GET', KEYS[3])
   if seen then
     local sep = string.find(seen, '|', 1, true)
     return {string.sub(seen, 1, sep - 1), string.sub(seen, sep + 1), 1}
@@ -50,10 +51,10 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[4], '*', 'v', ARGV[2]
 redis.call('XTRIM', KEYS[1], 'MINID', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-if ARGV[9] ~= '' then
-  redis.call('SET', ARGV[9], id .. '|' .. epoch, 'PX', ARGV[7])
+if ARGV[9] == '1' then
+  redis.call('SET', KEYS[3], id .. '|' .. epoch, 'PX', ARGV[7])
 end
-redis.call('PUBLISH', ARGV[1], id .. '\\n' .. epoch .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
+redis.call(ARGV[10], ARGV[1], id .. '\\n' .. epoch .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3])
 return {id, epoch, 0}
 `;
 
@@ -112,6 +113,8 @@ return #gone
 export interface RedisBrokerOptions extends BrokerOptions {
   /** `redis://host:port/db`; ignored when `sentinels` is given. */
   url?: string;
+  /** Redis Cluster seed nodes: sharded pub/sub and hash-tagged keys keep a topic on one shard. */
+  clusterNodes?: { host: string; port: number }[];
   /** Sentinel-managed Redis: `host:port` list and master name. */
   sentinels?: { host: string; port: number }[];
   sentinelName?: string;
@@ -171,9 +174,11 @@ interface TopicState {
 
 export class RedisBroker implements Broker {
   readonly kind = 'redis' as const;
-  private readonly opts: Required<Omit<RedisBrokerOptions, 'url' | 'sentinels' | 'sentinelName' | 'onWarning'>>;
-  private readonly cmd: Redis;
-  private readonly sub: Redis;
+  private readonly opts: Required<Omit<RedisBrokerOptions, 'url' | 'sentinels' | 'sentinelName' | 'onWarning' | 'clusterNodes'>>;
+  private readonly cmd: Redis | Cluster;
+  private readonly sub: Redis | Cluster;
+  /** Redis Cluster: sharded pub/sub (SPUBLISH / SSUBSCRIBE). */
+  private readonly sharded: boolean;
   private readonly topics = new Map<string, TopicState>();
   private readonly controlHandlers: ControlHandler[] = [];
   private readonly statusHandlers: ((s: 'up' | 'down', err?: Error) => void)[] = [];
@@ -195,13 +200,19 @@ export class RedisBroker implements Broker {
     } as RedisBroker['opts'];
     this.warn = o.onWarning ?? (() => {});
     const { url, options } = redisConnectionOptions(o);
-    this.cmd = url ? new Redis(url, options) : new Redis(options);
     // The subscriber never times out commands: SUBSCRIBE replies can lag behind messages.
     const subOptions = { ...options, commandTimeout: undefined, maxRetriesPerRequest: null };
-    this.sub = url ? new Redis(url, subOptions) : new Redis(subOptions);
+    this.sharded = !!o.clusterNodes?.length;
+    if (o.clusterNodes?.length) {
+      this.cmd = new Cluster(o.clusterNodes, { redisOptions: options });
+      this.sub = new Cluster(o.clusterNodes, { redisOptions: subOptions, shardedSubscribers: true });
+    } else {
+      this.cmd = url ? new Redis(url, options) : new Redis(options);
+      this.sub = url ? new Redis(url, subOptions) : new Redis(subOptions);
+    }
     this.channelPrefix = `${this.opts.prefix}c:`;
     this.controlChannel = `${this.opts.prefix}control`;
-    this.cmd.defineCommand('bifrostPublish', { numberOfKeys: 2, lua: PUBLISH_SCRIPT });
+    this.cmd.defineCommand('bifrostPublish', { numberOfKeys: 3, lua: PUBLISH_SCRIPT });
     this.cmd.defineCommand('bifrostHistory', { numberOfKeys: 2, lua: HISTORY_SCRIPT });
     this.cmd.defineCommand('bifrostAnnounce', { numberOfKeys: 2, lua: ANNOUNCE_SCRIPT });
 
@@ -210,6 +221,7 @@ export class RedisBroker implements Broker {
     this.cmd.on('ready', () => this.setStatus('up'));
     this.sub.on('error', () => {});
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    this.sub.on('smessage', (channel: string, message: string) => this.onMessage(channel, message));
     this.sub.on('ready', () => {
       if (this.subReadyOnce) this.recoverAllTopics();
       this.subReadyOnce = true;
@@ -227,15 +239,21 @@ export class RedisBroker implements Broker {
     return `${this.opts.prefix}${kind}:{${topic}}`;
   }
 
+  /** The topic's channel; the hash tag puts it on the same Cluster slot as its stream. */
+  private channel(topic: string): string {
+    return `${this.channelPrefix}{${topic}}`;
+  }
+
   async publish(req: PublishRequest): Promise<StreamPosition> {
     const now = Date.now();
-    const idemKey = req.idempotencyKey ? `${this.opts.prefix}i:{${req.topic}}:${req.idempotencyKey}` : '';
+    const idemKey = `${this.opts.prefix}i:{${req.topic}}:${req.idempotencyKey ?? ''}`;
     let pos: StreamPosition;
     try {
       const r = (await (this.cmd as unknown as { bifrostPublish: (...a: (string | number)[]) => Promise<[string, string, number]> }).bifrostPublish(
         this.key('s', req.topic),
         this.key('e', req.topic),
-        this.channelPrefix + req.topic,
+        idemKey,
+        this.channel(req.topic),
         req.event,
         req.dataJson,
         this.opts.historySize,
@@ -243,13 +261,14 @@ export class RedisBroker implements Broker {
         this.opts.streamKeyTtlMs,
         this.opts.idempotencyTtlMs,
         newEpoch(),
-        idemKey,
+        req.idempotencyKey ? '1' : '',
+        this.sharded ? 'SPUBLISH' : 'PUBLISH',
       )) as [string, string, number];
       pos = { offset: r[0], epoch: r[1] };
     } catch (err) {
       throw new BrokerUnavailableError(`Redis publish failed: ${(err as Error).message}`);
     }
-    if (this.opts.minReplicas > 0) {
+    if (this.opts.minReplicas > 0 && !this.sharded) {
       let acked = 0;
       try {
         acked = (await this.cmd.wait(this.opts.minReplicas, this.opts.replicaAckTimeoutMs)) as number;
@@ -304,8 +323,8 @@ export class RedisBroker implements Broker {
       for (const h of this.controlHandlers) h(msg);
       return;
     }
-    if (!channel.startsWith(this.channelPrefix)) return;
-    const topic = channel.slice(this.channelPrefix.length);
+    if (!channel.startsWith(this.channelPrefix + '{') || !channel.endsWith('}')) return;
+    const topic = channel.slice(this.channelPrefix.length + 1, -1);
     const st = this.topics.get(topic);
     if (!st) return;
     const a = message.indexOf('\n');
@@ -355,8 +374,7 @@ export class RedisBroker implements Broker {
       st.buffer = null;
       for (const p of buf) this.deliver(st, p);
     };
-    this.sub
-      .subscribe(...pending.map(([topic]) => this.channelPrefix + topic))
+    this.subscribeChannels(pending.map(([topic]) => this.channel(topic)))
       .then(() =>
         Promise.all(
           pending.map(async ([topic, st, since]) => {
@@ -381,13 +399,22 @@ export class RedisBroker implements Broker {
       });
   }
 
+  private async subscribeChannels(channels: string[]): Promise<void> {
+    if (!this.sharded) {
+      await this.sub.subscribe(...channels);
+      return;
+    }
+    // Sharded channels live on different shards: one SSUBSCRIBE each.
+    for (const ch of channels) await this.sub.ssubscribe(ch);
+  }
+
   async subscribe(topic: string, handler: PublicationHandler): Promise<void> {
     let st = this.topics.get(topic);
     if (!st) {
       st = { handlers: new Set(), subscribed: Promise.resolve(), buffer: null };
       this.topics.set(topic, st);
       const s = st;
-      st.subscribed = this.sub.subscribe(this.channelPrefix + topic).then(
+      st.subscribed = this.subscribeChannels([this.channel(topic)]).then(
         () => undefined,
         (err: Error) => {
           if (this.topics.get(topic) === s && s.handlers.size === 0) this.topics.delete(topic);
@@ -411,7 +438,8 @@ export class RedisBroker implements Broker {
     st.handlers.delete(handler);
     if (st.handlers.size > 0) return;
     this.topics.delete(topic);
-    await this.sub.unsubscribe(this.channelPrefix + topic).catch(() => {});
+    const ch = this.channel(topic);
+    await (this.sharded ? this.sub.sunsubscribe(ch) : this.sub.unsubscribe(ch)).catch(() => {});
   }
 
   /** Number of topics this node holds a Redis subscription for (metrics, tests). */

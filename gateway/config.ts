@@ -29,6 +29,8 @@ export interface GatewayOptions {
   redisUrl?: string;
   redisSentinels?: { host: string; port: number }[];
   redisSentinelName?: string;
+  /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES): sharded pub/sub, one shard per topic. */
+  redisClusterNodes?: { host: string; port: number }[];
   /** Key prefix in Redis. Default `bifrost:`. */
   redisPrefix?: string;
   /** Recovery history kept per topic: events and age. Defaults 1000 and 5 min. */
@@ -92,8 +94,9 @@ export const LOAD_TARGET_DEFAULTS: LoadTargets = {
 };
 
 export type ResolvedGatewayOptions = Required<
-  Omit<GatewayOptions, 'broker' | 'redisUrl' | 'redisSentinels' | 'redisSentinelName' | 'publicUrl' | 'load' | 'loadInflate'>
+  Omit<GatewayOptions, 'broker' | 'redisUrl' | 'redisSentinels' | 'redisSentinelName' | 'redisClusterNodes' | 'publicUrl' | 'load' | 'loadInflate'>
 > & {
+  redisClusterNodes?: { host: string; port: number }[];
   broker?: Broker;
   redisUrl?: string;
   redisSentinels?: { host: string; port: number }[];
@@ -117,7 +120,7 @@ export function parseHostList(list: string): { host: string; port: number }[] {
     .map((hp) => {
       const i = hp.lastIndexOf(':');
       const port = Number(hp.slice(i + 1));
-      if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`invalid host:port "${hp}" in sentinel list`);
+      if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`invalid host:port "${hp}" (expected host:port,host:port)`);
       return { host: hp.slice(0, i), port };
     });
 }
@@ -136,6 +139,7 @@ export function resolveGatewayOptions(o: GatewayOptions = {}): ResolvedGatewayOp
     redisUrl: o.redisUrl,
     redisSentinels: o.redisSentinels,
     redisSentinelName: o.redisSentinelName,
+    redisClusterNodes: o.redisClusterNodes,
     redisPrefix: o.redisPrefix ?? 'bifrost:',
     historySize: o.historySize ?? 1000,
     historyTtlMs: o.historyTtlMs ?? 5 * 60_000,

@@ -46,9 +46,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const ownBroker = !opts.broker;
   const broker: Broker =
     opts.broker ??
-    (opts.redisUrl || opts.redisSentinels?.length
+    (opts.redisUrl || opts.redisSentinels?.length || opts.redisClusterNodes?.length
       ? new RedisBroker({
           url: opts.redisUrl,
+          clusterNodes: opts.redisClusterNodes,
           sentinels: opts.redisSentinels,
           sentinelName: opts.redisSentinelName,
           prefix: opts.redisPrefix,
@@ -61,7 +62,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     await broker.ready();
   } catch (err) {
     if (ownBroker) await broker.close().catch(() => {});
-    throw new Error(`cannot reach the broker (${opts.redisUrl ?? 'sentinels'}): ${(err as Error).message}`);
+    throw new Error(`cannot reach the broker (${opts.redisUrl || (opts.redisClusterNodes?.length ? 'cluster' : 'sentinels')}): ${(err as Error).message}`);
   }
 
   const metrics = new GatewayMetrics(opts.nodeId, true);

@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       `
-Environment: REDIS_URL, REDIS_SENTINELS + REDIS_SENTINEL_NAME, BIFROST_TOKEN_SECRET, BIFROST_SERVICE_TOKEN.
+Environment: REDIS_URL, REDIS_SENTINELS + REDIS_SENTINEL_NAME, REDIS_CLUSTER_NODES, BIFROST_TOKEN_SECRET, BIFROST_SERVICE_TOKEN.
 SIGTERM drains (reconnect frames spread over the drain window, then close 1012); a second signal exits at once.
 
 Examples:
@@ -47,11 +47,13 @@ Examples:
     .action(async (o: GatewayCliOptions) => {
       let port: number, privatePort: number, drainWindowMs: number;
       let sentinels;
+      let clusterNodes;
       try {
         port = parsePort(o.port!, '--port');
         privatePort = parsePort(o.privatePort!, '--private-port');
         drainWindowMs = parseDurationMs(o.drainWindow!, '--drain-window');
         sentinels = process.env.REDIS_SENTINELS ? parseHostList(process.env.REDIS_SENTINELS) : undefined;
+        clusterNodes = process.env.REDIS_CLUSTER_NODES ? parseHostList(process.env.REDIS_CLUSTER_NODES) : undefined;
       } catch (err) {
         throw new CliError((err as Error).message);
       }
@@ -69,6 +71,7 @@ Examples:
           redisPrefix: o.redisPrefix,
           redisSentinels: sentinels,
           redisSentinelName: process.env.REDIS_SENTINEL_NAME,
+          redisClusterNodes: clusterNodes,
           drainWindowMs,
           tokenSecret: tokenSecretFromEnv(warn),
           serviceToken: serviceTokenFromEnv(warn),

@@ -117,3 +117,37 @@ export async function startSentinel(masterPort: number, name = 'mymaster', quoru
     },
   };
 }
+
+/** Starts a local Redis Cluster of `masters` nodes (no replicas) and waits until it serves all slots. */
+export async function startRedisCluster(masters = 3): Promise<{ nodes: RedisProcess[]; seeds: { host: string; port: number }[]; stop(): Promise<void> }> {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { execFileSync } = await import('node:child_process');
+  const dir = mkdtempSync(path.join(tmpdir(), 'bifrost-cluster-'));
+  const nodes: RedisProcess[] = [];
+  try {
+    for (let i = 0; i < masters; i++) {
+      const port = await freePort();
+      nodes.push(await startRedisServer(['--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${port}.conf`), '--dir', dir], port));
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore', timeout: 30_000 });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const ok = nodes.every((n) => execFileSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8' }).includes('cluster_state:ok'));
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error('the local Redis Cluster did not reach cluster_state:ok in 20 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw err;
+  }
+  return {
+    nodes,
+    seeds: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}
