@@ -11,6 +11,7 @@ import { register as registerSyncReference } from './commands/sync-reference.ts'
 import { register as registerToken } from './commands/token.ts';
 import { register as registerRollout } from './commands/rollout.ts';
 import { register as registerMigrate } from './commands/migrate.ts';
+import { register as registerSimulate } from './commands/simulate.ts';
 
 const program = new Command('bifrost')
   .description('Bifrost migration kit: move live WebSocket clients off Sync onto Bifrost, one squad at a time.')
@@ -24,6 +25,7 @@ registerSyncReference(program);
 registerToken(program);
 registerRollout(program);
 registerMigrate(program);
+registerSimulate(program);
 
 try {
   await program.parseAsync(process.argv);

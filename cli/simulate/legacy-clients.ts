@@ -1,5 +1,5 @@
 /**
- * Unchanged legacy clients for tests: the two client stacks real Sync users
+ * Unchanged legacy clients (for tests and `bifrost simulate`): the two client stacks real Sync users
  * run, driven only through their public APIs.
  *
  * - `sails.io.js` 1.2.1 on `socket.io-client` 2 (EIO 3): the SDK desktop

@@ -1,0 +1,224 @@
+/**
+ * `bifrost simulate`: N real unchanged legacy clients (sails.io.js 1.2.1 on
+ * socket.io-client 2) do the Godserver init through the shim, connect where
+ * it sends them, read a collection (which subscribes them) and keep updating
+ * collections while the rollout is ramped. Each update is expected by every
+ * client subscribed to that collection that stayed connected from before the
+ * update until the grace period after it (legacy clients have no recovery:
+ * what happens during their own reconnect gap is counted apart, not as lost).
+ */
+import { randomBytes } from 'node:crypto';
+import { signAccessToken } from '../../gateway/token.ts';
+import { connectSailsIoClient, type LegacyClient } from './legacy-clients.ts';
+
+export interface SimulationOptions {
+  shimUrl: string;
+  adminUrl: string;
+  adminToken: string;
+  tokenSecret: string;
+  clients: number;
+  /** Rollout percentages, in order. */
+  ramp: number[];
+  /** Time spent at each step, ms. */
+  everyMs: number;
+  collections: number;
+  /** Updates per second across all clients. */
+  updatesPerSec: number;
+  /** How long an update may take to reach its subscribers, ms. */
+  graceMs: number;
+  onTick?: (s: SimulationStats) => void;
+}
+
+export interface SimulationStats {
+  step: number;
+  steps: number;
+  percent: number;
+  stepEndsInMs: number;
+  clients: number;
+  connected: number;
+  onBackend: { sync: number; bifrost: number };
+  reconnects: number;
+  updates: number;
+  failedRequests: number;
+  delivered: number;
+  expected: number;
+  missed: number;
+  /** Deliveries not expected because the client was reconnecting: the legacy protocol cannot replay them. */
+  duringReconnect: number;
+}
+
+interface SimClient {
+  i: number;
+  client: LegacyClient;
+  collection: string;
+  /** Subscribed periods: from the read after a connect until the next disconnect. */
+  periods: { from: number; to?: number }[];
+  markers: Set<string>;
+  reconnects: number;
+}
+
+interface Update {
+  collection: string;
+  marker: string;
+  writer: number;
+  sentAt: number;
+  ackAt: number;
+}
+
+export class SimulationError extends Error {}
+
+async function adminJson(o: SimulationOptions, method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(o.adminUrl + path, {
+    method,
+    headers: { ...(body ? { 'content-type': 'application/json' } : {}), authorization: `Bearer ${o.adminToken}` },
+    body: body ? JSON.stringify(body) : undefined,
+  }).catch((err: Error) => {
+    throw new SimulationError(`shim admin API at ${o.adminUrl} is unreachable (${err.message}); is the stack up (bifrost up)?`);
+  });
+  const text = await res.text();
+  if (!res.ok) throw new SimulationError(`${method} ${path} on the shim admin API answered ${res.status}: ${text.slice(0, 200)}`);
+  return JSON.parse(text);
+}
+
+export async function runSimulation(o: SimulationOptions): Promise<SimulationStats> {
+  const run = randomBytes(3).toString('hex');
+  const sims: SimClient[] = [];
+  const updates: Update[] = [];
+  let failedRequests = 0;
+  let stopUpdates = false;
+  const stats: SimulationStats = {
+    step: 0,
+    steps: o.ramp.length,
+    percent: o.ramp[0] ?? 0,
+    stepEndsInMs: 0,
+    clients: o.clients,
+    connected: 0,
+    onBackend: { sync: 0, bifrost: 0 },
+    reconnects: 0,
+    updates: 0,
+    failedRequests: 0,
+    delivered: 0,
+    expected: 0,
+    missed: 0,
+    duringReconnect: 0,
+  };
+
+  await adminJson(o, 'PUT', '/api/rollout', { percent: o.ramp[0] ?? 0 });
+  const collectionIds = Array.from({ length: o.collections }, (_, k) => `sim-${run}-c${k}`);
+
+  const subscribe = async (s: SimClient) => {
+    const r = await s.client.request('get', `/collection/${s.collection}`).catch(() => undefined);
+    if (r?.statusCode === 200 && s.client.isConnected()) s.periods.push({ from: Date.now() });
+    else if (s.client.isConnected()) failedRequests++;
+  };
+  /** Subscribed from before the update until its grace period ended, without a break. */
+  const steadyFor = (s: SimClient, u: Update) => s.periods.some((p) => p.from < u.sentAt && (p.to === undefined || p.to > u.ackAt + o.graceMs));
+
+  try {
+    // Clients: Godserver init through the shim, then connect where it says.
+    for (let i = 0; i < o.clients; i += 20) {
+      await Promise.all(
+        Array.from({ length: Math.min(20, o.clients - i) }, async (_, k) => {
+          const idx = i + k;
+          const token = await signAccessToken(o.tokenSecret, { userId: `sim-${run}-u${idx}`, teamId: `sim-${run}-t${idx % 10}` });
+          const init = await fetch(`${o.shimUrl}/godserver/init`, { headers: { 'x-access-token': token } }).catch((err: Error) => {
+            throw new SimulationError(`the shim at ${o.shimUrl} is unreachable (${err.message})`);
+          });
+          if (init.status !== 200) throw new SimulationError(`Godserver init through the shim answered ${init.status}: ${(await init.text()).slice(0, 200)}`);
+          const { syncserver_url: url } = (await init.json()) as { syncserver_url: string };
+          const client = await connectSailsIoClient({ url, token, recordEvents: [] });
+          const s: SimClient = { i: idx, client, collection: collectionIds[idx % o.collections]!, periods: [], markers: new Set(), reconnects: 0 };
+          client.on('collection', (e) => {
+            const ev = e as { verb?: string; data?: { name?: string } };
+            if (ev.verb === 'updated' && typeof ev.data?.name === 'string') s.markers.add(ev.data.name);
+          });
+          client.on('disconnect', () => {
+            const open = s.periods.at(-1);
+            if (open && open.to === undefined) open.to = Date.now();
+          });
+          client.on('connect', () => {
+            // Like a real app, re-read what it shows after a reconnect (this re-subscribes it).
+            s.reconnects++;
+            void subscribe(s);
+          });
+          sims[idx] = s;
+        }),
+      );
+    }
+    for (const id of collectionIds) {
+      const r = await sims[0]!.client.request('post', '/collection', { id, workspace: `sim-${run}`, name: 'start', data: {} });
+      if (r.statusCode !== 200) throw new SimulationError(`creating collection ${id} failed with ${r.statusCode}`);
+    }
+    await Promise.all(sims.map(subscribe));
+
+    let seq = 0;
+    const updater = (async () => {
+      while (!stopUpdates) {
+        const writer = sims[Math.floor(Math.random() * sims.length)]!;
+        const collection = collectionIds[Math.floor(Math.random() * collectionIds.length)]!;
+        const marker = `m-${run}-${seq++}`;
+        const sentAt = Date.now();
+        const r = await writer.client.request('patch', `/collection/${collection}`, { name: marker }).catch(() => undefined);
+        if (r?.statusCode === 200) updates.push({ collection, marker, writer: writer.i, sentAt, ackAt: Date.now() });
+        else if (writer.client.isConnected()) failedRequests++;
+        await new Promise((res) => setTimeout(res, 1000 / o.updatesPerSec));
+      }
+    })();
+
+    /** Tallies the updates whose grace period is over. */
+    const evaluate = (upTo: number) => {
+      let expected = 0;
+      let steadyDelivered = 0;
+      let otherDelivered = 0;
+      let duringReconnect = 0;
+      for (const u of updates) {
+        if (u.ackAt + o.graceMs > upTo) continue;
+        for (const s of sims) {
+          // Sails does not echo a change to the socket that made it.
+          if (s.collection !== u.collection || s.i === u.writer) continue;
+          const got = s.markers.has(u.marker);
+          if (steadyFor(s, u)) {
+            expected++;
+            if (got) steadyDelivered++;
+          } else if (got) otherDelivered++;
+          else duringReconnect++;
+        }
+      }
+      return { expected, delivered: steadyDelivered + otherDelivered, missed: expected - steadyDelivered, duringReconnect };
+    };
+
+    const refresh = async (stepEndsAt: number) => {
+      const snap = await adminJson(o, 'GET', '/api/rollout').catch(() => undefined);
+      if (snap) stats.onBackend = { sync: snap.connections?.sync ?? 0, bifrost: snap.connections?.bifrost ?? 0 };
+      const e = evaluate(Date.now());
+      Object.assign(stats, {
+        stepEndsInMs: Math.max(0, stepEndsAt - Date.now()),
+        connected: sims.filter((s) => s.client.isConnected()).length,
+        reconnects: sims.reduce((n, s) => n + s.reconnects, 0),
+        updates: updates.length,
+        failedRequests,
+        ...e,
+      });
+      o.onTick?.({ ...stats, onBackend: { ...stats.onBackend } });
+    };
+
+    for (const [i, percent] of o.ramp.entries()) {
+      stats.step = i + 1;
+      stats.percent = percent;
+      if (i > 0) await adminJson(o, 'PUT', '/api/rollout', { percent });
+      const stepEndsAt = Date.now() + o.everyMs;
+      while (Date.now() < stepEndsAt) {
+        await refresh(stepEndsAt);
+        await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, stepEndsAt - Date.now()))));
+      }
+    }
+    stopUpdates = true;
+    await updater;
+    await new Promise((r) => setTimeout(r, o.graceMs + 500));
+    await refresh(Date.now());
+    return { ...stats };
+  } finally {
+    stopUpdates = true;
+    await Promise.all(sims.filter(Boolean).map((s) => s.client.close()));
+  }
+}
