@@ -1,13 +1,431 @@
-// Placeholder until this command is built (see the README status table).
-import type { Command } from 'commander';
-import { CliError } from '../output.ts';
+/**
+ * `bifrost rollout …`: the share of clients the shim sends to Bifrost.
+ *
+ *   status                      percent, bucket-by, live connections, decisions, the ramp
+ *   set <percent>               change the flag now (flags file, or LaunchDarkly REST)
+ *   ramp --steps --interval     guarded step-by-step ramp with automatic rollback
+ *   pause | resume | rollback   steer a running ramp; rollback = 0% now, then drain
+ *
+ * The logic lives in cli/rollout/; this file is the command-line surface.
+ */
+import { hostname, userInfo } from 'node:os';
+import { Command } from 'commander';
+import { flagsFilePathFromEnv } from '../../proxy/flags-file.ts';
+import { stdoutTerminal } from '../migration/terminal.ts';
+import { CliError, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, printJson } from '../output.ts';
+import { openFlagTarget, parseBucketBy, parsePercent, type FlagTarget } from '../rollout/flag-target.ts';
+import { MetricsSampler } from '../rollout/metrics-window.ts';
+import { openRampStore } from '../rollout/open-ramp-store.ts';
+import { PlainRampReporter, TerminalRampReporter, type RampReporter } from '../rollout/progress-bar.ts';
+import { describePlan, formatDuration, parseCount, parseInterval, parseRate, parseSteps, type RampPlan } from '../rollout/ramp-plan.ts';
+import { describeOwner, describeStep, runRamp, type RampOutcome } from '../rollout/ramp-runner.ts';
+import { leaseAlive, unfinished, withEvent, type RampDoc } from '../rollout/ramp-state.ts';
+import type { RampStore } from '../rollout/ramp-store.ts';
+import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
+import { gatherStatus, renderStatus } from '../rollout/rollout-status.ts';
+import { ShimAdminClient, adminTokenFromEnv, defaultAdminUrl } from '../rollout/shim-admin-client.ts';
+
+interface CommonOptions {
+  json?: boolean;
+  flagsFile: string;
+  adminUrl: string;
+  rampFile?: string;
+  rampPrefix?: string;
+}
+
+const LEASE_STALE_MS = 15_000;
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('--json', 'print the result as JSON')
+    .option('--flags-file <file>', 'flags file when LaunchDarkly live mode is off (env BIFROST_FLAGS_FILE)', flagsFilePathFromEnv())
+    .option('--admin-url <url>', 'the shim admin API (env BIFROST_ADMIN_PORT)', defaultAdminUrl())
+    .option('--ramp-file <file>', `ramp state file when REDIS_URL is not set (env BIFROST_RAMP_FILE, default ${DEFAULT_RAMP_FILE})`)
+    .option('--ramp-prefix <prefix>', 'Redis key prefix of the ramp state when REDIS_URL is set (env BIFROST_ROLLOUT_PREFIX, default bifrost:rollout:)');
+}
+
+function checkUrl(name: string, v: string): string {
+  try {
+    const u = new URL(v);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
+    return v.replace(/\/+$/, '');
+  } catch {
+    throw new CliError(`${name} must be an http(s) URL, got "${v}"`, EXIT_USAGE);
+  }
+}
+
+function note(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function flagTarget(o: CommonOptions): FlagTarget {
+  return openFlagTarget({ flagsFile: o.flagsFile, note });
+}
+
+function rampStore(o: CommonOptions): RampStore {
+  return openRampStore({ rampFile: o.rampFile, rampPrefix: o.rampPrefix });
+}
+
+function adminClient(o: CommonOptions): ShimAdminClient {
+  return new ShimAdminClient(checkUrl('--admin-url', o.adminUrl), adminTokenFromEnv());
+}
+
+function operator(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    user = process.env.USER ?? 'unknown';
+  }
+  return `${user}@${hostname()}`;
+}
+
+async function withStore<T>(o: CommonOptions, fn: (store: RampStore) => Promise<T>): Promise<T> {
+  const store = rampStore(o);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function rampSummary(d: RampDoc | null) {
+  if (!d) return null;
+  return {
+    id: d.id,
+    phase: d.phase,
+    paused: d.paused,
+    pausedBy: d.pausedBy,
+    steps: d.plan.steps,
+    intervalMs: d.plan.intervalMs,
+    stepIndex: d.stepIndex,
+    percent: d.percent,
+    ownerAlive: leaseAlive(d.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS }),
+    owner: d.owner,
+    outcome: d.outcome,
+  };
+}
+
+function registerStatus(rollout: Command): void {
+  common(rollout.command('status'))
+    .description('Show the rollout: percent, bucket-by, live connections per backend and Bifrost node, decisions, and the ramp')
+    .addHelpText(
+      'after',
+      `
+Reads the flag (flags file, or LaunchDarkly when LD_API_TOKEN, LD_PROJECT_KEY and
+LD_ENVIRONMENT_KEY are set), the shim admin API and the ramp state. Exit 1 when the
+shim or the flag cannot be read.
+
+Examples:
+  $ bifrost rollout status
+  $ bifrost rollout status --json --admin-url http://127.0.0.1:9090`,
+    )
+    .action(async (o: CommonOptions) => {
+      const flag = flagTarget(o);
+      const admin = adminClient(o);
+      const status = await withStore(o, (store) => gatherStatus({ flag, admin, readRamp: () => store.read(), host: hostname(), staleMs: LEASE_STALE_MS }));
+      const ok = status.shim.reachable && !('error' in status.flag);
+      if (o.json) {
+        const shim = status.shim.reachable
+          ? { url: status.shim.url, reachable: true, ...status.shim.snapshot, upgrades: status.shim.upgrades }
+          : { url: status.shim.url, reachable: false, error: status.shim.error };
+        const percent = 'error' in status.flag ? (status.shim.reachable ? status.shim.snapshot.percent : null) : status.flag.percent;
+        const bucketBy = 'error' in status.flag ? (status.shim.reachable ? status.shim.snapshot.bucketBy : null) : status.flag.bucketBy;
+        printJson({ percent, bucketBy, flag: status.flag, shim, ramp: status.ramp, ...(status.rampError ? { rampError: status.rampError } : {}) });
+      } else {
+        const t = stdoutTerminal();
+        process.stdout.write(renderStatus(status, t.colors, t.colors.isColorSupported));
+      }
+      if (!ok) process.exitCode = EXIT_CHECK_FAILED;
+    });
+}
+
+function registerSet(rollout: Command): void {
+  common(rollout.command('set'))
+    .description('Set the share of users (or teams) routed to Bifrost, now')
+    .argument('<percent>', 'share on Bifrost, 0..100 (up to 3 decimals)')
+    .option('--bucket-by <kind>', 'bucket by user or team (teams move together); default: keep the flag\'s')
+    .option('--force', 'change the flag even while a ramp is running')
+    .addHelpText(
+      'after',
+      `
+Flags-file mode (default) rewrites the flag in BIFROST_FLAGS_FILE / --flags-file atomically,
+keeping its salt so raising the percentage only adds users; the shim applies it within a second.
+Live mode (LD_API_TOKEN, LD_PROJECT_KEY, LD_ENVIRONMENT_KEY set; LD_BASE_URI to override
+https://app.launchdarkly.com) changes the flag's fallthrough rollout with a semantic patch.
+
+Examples:
+  $ bifrost rollout set 5
+  $ bifrost rollout set 25 --bucket-by team
+  $ LD_API_TOKEN=api-… LD_PROJECT_KEY=default LD_ENVIRONMENT_KEY=production bifrost rollout set 10`,
+    )
+    .action(async (percentArg: string, o: CommonOptions & { bucketBy?: string; force?: boolean }) => {
+      const percent = parsePercent(percentArg);
+      const bucketBy = o.bucketBy === undefined ? undefined : parseBucketBy(o.bucketBy);
+      const flag = flagTarget(o);
+      await withStore(o, async (store) => {
+        const ramp = unfinished(await store.read());
+        if (ramp && !ramp.paused && !o.force && leaseAlive(ramp.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS })) {
+          throw new CliError(`a ramp is running (${describeOwner(ramp)}, at ${describeStep(ramp)}) and would override this: pause it with \`bifrost rollout pause\`, stop it with \`bifrost rollout rollback\`, or pass --force`, EXIT_USAGE);
+        }
+      });
+      const result = await flag.write({ percent, bucketBy, comment: `bifrost rollout set ${percent}%${bucketBy ? ` --bucket-by ${bucketBy}` : ''} by ${operator()}` });
+      if (o.json) {
+        printJson({ percent: result.percent, bucketBy: result.bucketBy, version: result.version ?? null, target: flag.kind, where: flag.description, notes: result.notes });
+        return;
+      }
+      const c = stdoutTerminal().colors;
+      for (const n of result.notes) process.stdout.write(`${c.yellow('note:')} ${n}\n`);
+      const who = result.bucketBy === 'team' ? 'teams' : 'users';
+      process.stdout.write(
+        `${c.green('✓')} rollout set to ${c.bold(`${result.percent}%`)} of ${who} on Bifrost (${flag.description}${result.version !== undefined ? `, version ${result.version}` : ''})\n` +
+          c.dim(flag.kind === 'file' ? 'the shim applies it within a second; `bifrost rollout status` shows it\n' : 'LaunchDarkly streams it to the shim within seconds\n'),
+      );
+    });
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function reporterFor(json: boolean | undefined, intervalMs: number): RampReporter {
+  if (json) return new PlainRampReporter(process.stderr, Math.min(60_000, Math.max(1000, intervalMs / 4)));
+  if (process.stdout.isTTY) return new TerminalRampReporter(process.stdout);
+  return new PlainRampReporter(process.stdout, Math.min(60_000, Math.max(1000, intervalMs / 4)));
+}
+
+interface RampOptions extends CommonOptions {
+  steps?: string;
+  interval: string;
+  maxErrorRate: string;
+  maxP99Ms: string;
+  rollbackTo?: string;
+  minRequests: string;
+  bucketBy?: string;
+  gatewayUrl: string[];
+  resume?: boolean;
+  restart?: boolean;
+}
+
+function planFrom(o: RampOptions): RampPlan | null {
+  if (!o.steps) {
+    if (o.resume) return null;
+    throw new CliError('--steps is required (e.g. --steps 1,5,25,50,100), or --resume to continue the unfinished ramp', EXIT_USAGE);
+  }
+  const p99 = Number(o.maxP99Ms);
+  if (o.maxP99Ms.trim() === '' || !Number.isFinite(p99) || p99 < 0) throw new CliError(`--max-p99-ms must be a number of milliseconds (0 turns the latency guard off), got "${o.maxP99Ms}"`, EXIT_USAGE);
+  return {
+    steps: parseSteps(o.steps),
+    intervalMs: parseInterval(o.interval),
+    maxErrorRate: parseRate(o.maxErrorRate),
+    maxP99Ms: p99 === 0 ? null : p99,
+    rollbackTo: o.rollbackTo === undefined ? null : parsePercent(o.rollbackTo, '--rollback-to'),
+    minRequests: parseCount(o.minRequests, '--min-requests'),
+    bucketBy: o.bucketBy === undefined ? null : parseBucketBy(o.bucketBy),
+  };
+}
+
+function printRampOutcome(r: RampOutcome, json: boolean | undefined): void {
+  if (json) {
+    printJson({
+      outcome: r.kind,
+      message: r.message,
+      percent: r.doc.percent,
+      resumed: r.resumed,
+      startedAtStep: r.startedAtStep,
+      applied: r.applied,
+      rolledBackTo: r.rolledBackTo ?? null,
+      breaches: r.breaches,
+      readings: r.readings,
+      drain: r.drain ?? null,
+      ramp: rampSummary(r.doc),
+    });
+    return;
+  }
+  const c = stdoutTerminal().colors;
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  if (r.kind === 'completed') out(`${c.green('✓')} ${r.message}`);
+  else if (r.kind === 'rolled-back') {
+    out(`${c.red('✗')} ${r.message}`);
+    for (const b of r.breaches) out(`  ${c.red('breached')} ${b.text}`);
+    if (r.drain) out('error' in r.drain ? `  ${c.yellow('drain request failed:')} ${r.drain.error}` : `  shim drain: ${r.drain.queued} connection(s) queued to move back at ${r.drain.rate}/s`);
+  } else out(`${c.yellow('!')} ${r.message}`);
+}
+
+function registerRamp(rollout: Command): void {
+  common(rollout.command('ramp'))
+    .description('Ramp the rollout step by step, watching error rate, p99 latency and upgrade failures; roll back on a breach')
+    .option('--steps <list>', 'percentages to go through, increasing (e.g. 1,5,25,50,100)')
+    .option('--interval <duration>', 'how long each step is watched: 500ms, 30s, 10m, 1h', '10m')
+    .option('--max-error-rate <ratio>', 'guard: request error rate and Bifrost upgrade failure rate (0.01 or 1%)', '0.01')
+    .option('--max-p99-ms <ms>', 'guard: p99 request latency through Bifrost (0 = no latency guard)', '250')
+    .option('--rollback-to <percent>', 'where a breach goes (default: the last good step)')
+    .option('--min-requests <n>', 'events a window needs before a rate or p99 can breach', '20')
+    .option('--bucket-by <kind>', 'user or team (default: keep the flag\'s)')
+    .option('--gateway-url <url>', 'a gateway whose /metrics to watch (repeatable; default: the shim\'s node list)', collect, [])
+    .option('--resume', 'continue the unfinished ramp with its stored plan')
+    .option('--restart', 'discard an unfinished ramp (not a running one) and start this plan')
+    .addHelpText(
+      'after',
+      `
+Each step's percentage is applied, then the shim's and gateways' /metrics are sampled for
+--interval; a breach rolls back to the last good step (or --rollback-to), asks the shim to
+drain, prints what breached with the numbers and exits 1. The ramp's state is kept in
+.bifrost/ramp.json (Redis when REDIS_URL is set): \`bifrost rollout pause|resume\` steer it from
+another terminal, a killed ramp continues where it stopped when the same command (or
+--resume) runs again, and a second ramp is refused while one runs.
+
+Examples:
+  $ bifrost rollout ramp --steps 1,5,25,50,100 --interval 10m
+  $ bifrost rollout ramp --steps 5,25 --interval 30s --max-error-rate 0.005 --max-p99-ms 200 --rollback-to 0
+  $ bifrost rollout ramp --resume`,
+    )
+    .action(async (o: RampOptions) => {
+      const plan = planFrom(o);
+      const gatewayUrls = o.gatewayUrl.length ? o.gatewayUrl.map((u) => checkUrl('--gateway-url', u)) : undefined;
+      const admin = adminClient(o);
+      const flag = flagTarget(o);
+      const store = rampStore(o);
+      const ac = new AbortController();
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals) => {
+        signals += 1;
+        if (signals > 1) process.exit(130);
+        process.stderr.write(`\n${sig}: stopping the ramp (it stays resumable)…\n`);
+        ac.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      let result: RampOutcome;
+      try {
+        const intervalMs = plan?.intervalMs ?? (await store.read())?.plan.intervalMs ?? 60_000;
+        result = await runRamp(
+          { plan, resume: o.resume === true, restart: o.restart === true },
+          { store, flag, admin, sampler: new MetricsSampler({ admin, gatewayUrls }), reporter: reporterFor(o.json, intervalMs), signal: ac.signal, leaseStaleMs: LEASE_STALE_MS },
+        );
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        await store.close();
+      }
+      printRampOutcome(result, o.json);
+      process.exitCode = result.kind === 'completed' ? EXIT_OK : result.kind === 'interrupted' ? 130 : EXIT_CHECK_FAILED;
+    });
+}
+
+function registerPauseResume(rollout: Command, verb: 'pause' | 'resume'): void {
+  const pausing = verb === 'pause';
+  common(rollout.command(verb))
+    .description(pausing ? 'Hold the running ramp at its current step (its clock stops; guards keep watching)' : 'Let a paused ramp continue')
+    .addHelpText('after', `\nExample:\n  $ bifrost rollout ${verb}`)
+    .action(async (o: CommonOptions) => {
+      const by = operator();
+      const r = await withStore(o, (store) =>
+        store.update<{ doc: RampDoc | null; changed: boolean }>((cur) => {
+          const u = unfinished(cur);
+          if (!u) return { result: { doc: cur, changed: false } };
+          if (u.paused === pausing) return { result: { doc: u, changed: false } };
+          const now = new Date();
+          const next = withEvent(
+            { ...u, paused: pausing, pausedBy: pausing ? by : null, pausedAt: pausing ? now.toISOString() : null, updatedAt: now.toISOString() },
+            { event: pausing ? 'paused' : 'unpaused', percent: u.percent, detail: `by ${by}` },
+            now,
+          );
+          return { next, result: { doc: next, changed: true } };
+        }),
+      );
+      const u = unfinished(r.doc);
+      if (!u) throw new CliError(`no ramp in progress to ${verb}${r.doc ? ` (the last one ${r.doc.phase === 'completed' ? 'completed' : 'was rolled back'})` : ''}`, EXIT_CHECK_FAILED);
+      const alive = leaseAlive(u.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS });
+      if (o.json) {
+        printJson({ paused: u.paused, changed: r.changed, ramp: rampSummary(u) });
+        return;
+      }
+      const c = stdoutTerminal().colors;
+      const what = pausing
+        ? r.changed
+          ? `ramp paused at ${describeStep(u)}: the rollout holds ${u.percent}% until \`bifrost rollout resume\``
+          : `the ramp was already paused at ${describeStep(u)}`
+        : r.changed
+          ? `ramp resumed at ${describeStep(u)} (${formatDuration(Math.max(0, u.plan.intervalMs - u.stepElapsedMs))} left in the step)`
+          : `the ramp was not paused (at ${describeStep(u)})`;
+      process.stdout.write(`${c.green('✓')} ${what}\n`);
+      if (!alive) process.stdout.write(c.yellow(`no ramp process is running it: continue it with \`bifrost rollout ramp --resume\`\n`));
+    });
+}
+
+function registerRollback(rollout: Command): void {
+  common(rollout.command('rollback'))
+    .description('Move everyone back to Sync now: rollout 0%, end any ramp, then ask the shim to drain Bifrost connections')
+    .addHelpText(
+      'after',
+      `
+The drain (POST /api/drain on the shim admin API, with BIFROST_ADMIN_TOKEN) closes the moved
+connections at the shim's rebalance rate, so unchanged clients reconnect to Sync on their own.
+
+Example:
+  $ bifrost rollout rollback`,
+    )
+    .action(async (o: CommonOptions) => {
+      const by = operator();
+      const flag = flagTarget(o);
+      const admin = adminClient(o);
+      const message = `rolled back to 0% by \`bifrost rollout rollback\` (${by})`;
+      const ended = await withStore(o, (store) =>
+        store.update<{ doc: RampDoc; liveOwner: boolean } | null>((cur) => {
+          const u = unfinished(cur);
+          if (!u) return { result: null };
+          const now = new Date();
+          const liveOwner = leaseAlive(u.owner, { now: now.getTime(), host: hostname(), staleMs: LEASE_STALE_MS });
+          const next = withEvent({ ...u, phase: 'rolled-back', percent: 0, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome: message }, { event: 'rolled-back', percent: 0, detail: `by ${by}` }, now);
+          return { next, result: { doc: next, liveOwner } };
+        }),
+      );
+      const comment = `bifrost rollout rollback by ${by}`;
+      let written = await flag.write({ percent: 0, comment });
+      if (ended?.liveOwner) {
+        // A running ramp may have been writing a step at this very moment: check again after its next tick.
+        await new Promise((r) => setTimeout(r, 1500));
+        if ((await flag.read()).percent !== 0) written = await flag.write({ percent: 0, comment });
+      }
+      let drain: { queued: number; rate: number; scope: string } | { error: string };
+      try {
+        drain = await admin.drain({ scope: 'changed' });
+      } catch (err) {
+        drain = { error: (err as Error).message };
+      }
+      const drainFailed = 'error' in drain;
+      if (o.json) {
+        printJson({ percent: written.percent, bucketBy: written.bucketBy, target: flag.kind, where: flag.description, rampEnded: ended ? rampSummary(ended.doc) : null, drain });
+      } else {
+        const c = stdoutTerminal().colors;
+        process.stdout.write(`${c.green('✓')} rollout set to ${c.bold('0%')}: everyone is routed to Sync (${flag.description})\n`);
+        if (ended) process.stdout.write(`  the ramp ${describePlan(ended.doc.plan)} was ended${ended.liveOwner ? '; its process stops at its next tick' : ''}\n`);
+        if ('error' in drain) process.stdout.write(`  ${c.red('drain failed:')} ${drain.error}\n  the shim still moves connections on the flag change if its drain policy is "close"\n`);
+        else process.stdout.write(`  shim drain: ${drain.queued} connection(s) queued to move back at ${drain.rate}/s\n`);
+      }
+      if (drainFailed) process.exitCode = EXIT_CHECK_FAILED;
+    });
+}
 
 export function register(program: Command): void {
-  program
+  const rollout = program
     .command('rollout')
-    .description('not built yet')
-    .allowUnknownOption()
-    .action(() => {
-      throw new CliError('bifrost rollout is not built yet');
-    });
+    .description('Control the share of clients the shim sends to Bifrost: status, set, guarded ramp, pause/resume, rollback')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ bifrost rollout status
+  $ bifrost rollout set 5
+  $ bifrost rollout ramp --steps 1,5,25,50,100 --interval 10m --max-error-rate 0.01 --max-p99-ms 250
+  $ bifrost rollout pause
+  $ bifrost rollout rollback`,
+    );
+  registerStatus(rollout);
+  registerSet(rollout);
+  registerRamp(rollout);
+  registerPauseResume(rollout, 'pause');
+  registerPauseResume(rollout, 'resume');
+  registerRollback(rollout);
 }

@@ -1,0 +1,127 @@
+/**
+ * The persisted state of a ramp, and who runs it.
+ *
+ * One document (`RampDoc`) holds the plan, where the ramp is (step, time
+ * observed at that step), whether it is paused, how it ended, and the **lease**
+ * of the process running it (owner id, pid, host, heartbeat). A store
+ * (`ramp-store-file.ts`, `ramp-store-redis.ts`) applies every change as an
+ * atomic read-decide-write, so the running ramp, `rollout pause|resume|
+ * rollback` from another terminal and a second ramp never lose an update.
+ *
+ * A lease is alive while its heartbeat is fresh and, on the same host, its pid
+ * still exists; a dead owner's lease is taken over (that is how a killed ramp
+ * resumes), a live one refuses a second ramp.
+ */
+import type { GuardReading } from './ramp-guards.ts';
+import type { RampPlan } from './ramp-plan.ts';
+
+export const RAMP_FORMAT = 'bifrost-rollout-ramp';
+
+/** `running` = unfinished (maybe paused, maybe without a live owner after a kill). */
+export type RampPhase = 'running' | 'completed' | 'rolled-back';
+
+export interface RampLease {
+  id: string;
+  pid: number;
+  host: string;
+  startedAt: string;
+  /** ms epoch of the last heartbeat. */
+  heartbeatAt: number;
+}
+
+export interface RampEvent {
+  at: string;
+  event: string;
+  percent?: number;
+  detail?: string;
+}
+
+export interface RampDoc {
+  format: typeof RAMP_FORMAT;
+  /** Bumped by every write (the Redis store compares it). */
+  version: number;
+  id: string;
+  plan: RampPlan;
+  phase: RampPhase;
+  stepIndex: number;
+  /** Time the current step has been watched (paused time excluded). */
+  stepElapsedMs: number;
+  /** The percentage when the ramp began (the "last good" before the first step). */
+  startPercent: number;
+  lastGoodPercent: number;
+  /** What the ramp last applied. */
+  percent: number;
+  paused: boolean;
+  pausedBy: string | null;
+  pausedAt: string | null;
+  startedAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  /** How it ended, in one line. */
+  outcome: string | null;
+  /** The guard readings that breached (rolled back by a guard). */
+  breaches: GuardReading[];
+  owner: RampLease | null;
+  /** The last events, newest last (bounded). */
+  history: RampEvent[];
+}
+
+export const HISTORY_LIMIT = 50;
+
+/** Appends an event, keeping the last HISTORY_LIMIT. */
+export function withEvent(doc: RampDoc, e: Omit<RampEvent, 'at'>, now = new Date()): RampDoc {
+  const history = [...doc.history, { at: now.toISOString(), ...e }].slice(-HISTORY_LIMIT);
+  return { ...doc, history };
+}
+
+/** Whether a pid exists on this machine. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface LeaseCheck {
+  now: number;
+  host: string;
+  staleMs: number;
+  isPidAlive?: (pid: number) => boolean;
+}
+
+/** Whether a lease still belongs to a live ramp process. */
+export function leaseAlive(lease: RampLease | null | undefined, c: LeaseCheck): boolean {
+  if (!lease) return false;
+  if (c.now - lease.heartbeatAt > c.staleMs) return false;
+  if (lease.host === c.host && !(c.isPidAlive ?? pidAlive)(lease.pid)) return false;
+  return true;
+}
+
+/** The unfinished ramp (phase running), or null. */
+export function unfinished(doc: RampDoc | null): RampDoc | null {
+  return doc && doc.phase === 'running' ? doc : null;
+}
+
+/** Checks the shape of a stored ramp document; returns what is wrong, or null. */
+export function rampDocProblem(v: unknown): string | null {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not an object';
+  const d = v as Partial<RampDoc>;
+  if (d.format !== RAMP_FORMAT) return `"format" is not "${RAMP_FORMAT}"`;
+  if (typeof d.version !== 'number') return '"version" must be a number';
+  if (d.phase !== 'running' && d.phase !== 'completed' && d.phase !== 'rolled-back') return `"phase" must be running, completed or rolled-back`;
+  if (!d.plan || !Array.isArray(d.plan.steps) || typeof d.plan.intervalMs !== 'number') return '"plan" must hold steps and intervalMs';
+  if (typeof d.stepIndex !== 'number' || d.stepIndex < 0 || d.stepIndex > d.plan.steps.length) return '"stepIndex" is out of range';
+  if (typeof d.stepElapsedMs !== 'number') return '"stepElapsedMs" must be a number';
+  if (typeof d.paused !== 'boolean') return '"paused" must be true or false';
+  if (!Array.isArray(d.history)) return '"history" must be a list';
+  return null;
+}
+
+/** Time left in the whole ramp (current step's rest plus the following steps). */
+export function timeLeftMs(doc: Pick<RampDoc, 'plan' | 'stepIndex' | 'stepElapsedMs'>): number {
+  const remainingSteps = Math.max(0, doc.plan.steps.length - doc.stepIndex - 1);
+  const inStep = doc.stepIndex < doc.plan.steps.length ? Math.max(0, doc.plan.intervalMs - doc.stepElapsedMs) : 0;
+  return inStep + remainingSteps * doc.plan.intervalMs;
+}

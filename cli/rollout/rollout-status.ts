@@ -1,0 +1,112 @@
+/**
+ * `bifrost rollout status`: gathers the flag as written (flags file or
+ * LaunchDarkly), the shim's view (percent in force, live connections per
+ * backend and per Bifrost node, routing decisions, upgrade outcomes per
+ * backend from its /metrics) and the ramp's persisted state, then renders it
+ * as tables or JSON.
+ */
+import { parsePrometheusText } from '../migration/prometheus-text.ts';
+import { newTable, type Colors } from '../migration/terminal.ts';
+import type { FlagRollout, FlagTarget } from './flag-target.ts';
+import { FAILED_UPGRADE_OUTCOMES, type BackendUpgrades } from './metrics-window.ts';
+import { describePlan, formatDuration } from './ramp-plan.ts';
+import { leaseAlive, timeLeftMs, type RampDoc } from './ramp-state.ts';
+import { describeOwner, describeStep } from './ramp-runner.ts';
+import type { ShimAdminClient, ShimRolloutSnapshot } from './shim-admin-client.ts';
+
+export interface RolloutStatus {
+  flag: ({ target: 'file' | 'launchdarkly'; description: string } & FlagRollout) | { target: 'file' | 'launchdarkly'; description: string; error: string };
+  shim: { url: string; reachable: true; snapshot: ShimRolloutSnapshot; upgrades: { sync: BackendUpgrades; bifrost: BackendUpgrades } | null } | { url: string; reachable: false; error: string };
+  ramp: (RampDoc & { ownerAlive: boolean; timeLeftMs: number }) | null;
+  rampError?: string;
+}
+
+function upgradesFrom(text: string): { sync: BackendUpgrades; bifrost: BackendUpgrades } {
+  const out = { sync: { total: 0, failed: 0, byOutcome: {} as Record<string, number> }, bifrost: { total: 0, failed: 0, byOutcome: {} as Record<string, number> } };
+  for (const s of parsePrometheusText(text)) {
+    if (s.name !== 'bifrost_shim_upgrades_total') continue;
+    const b = s.labels.backend === 'bifrost' ? out.bifrost : s.labels.backend === 'sync' ? out.sync : undefined;
+    if (!b) continue;
+    const o = s.labels.outcome ?? 'unknown';
+    b.byOutcome[o] = (b.byOutcome[o] ?? 0) + s.value;
+    if (o === 'aborted') continue;
+    b.total += s.value;
+    if (FAILED_UPGRADE_OUTCOMES.has(o)) b.failed += s.value;
+  }
+  return out;
+}
+
+export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdminClient; readRamp: () => Promise<RampDoc | null>; host: string; staleMs?: number }): Promise<RolloutStatus> {
+  const [flag, shim, ramp] = await Promise.all([
+    deps.flag.read().then(
+      (r) => ({ target: deps.flag.kind, description: deps.flag.description, ...r }),
+      (err: Error) => ({ target: deps.flag.kind, description: deps.flag.description, error: err.message }),
+    ),
+    Promise.all([deps.admin.rollout(), deps.admin.metricsText().catch(() => null)]).then(
+      ([snapshot, text]) => ({ url: deps.admin.url, reachable: true as const, snapshot, upgrades: text === null ? null : upgradesFrom(text) }),
+      (err: Error) => ({ url: deps.admin.url, reachable: false as const, error: err.message }),
+    ),
+    deps.readRamp().then(
+      (d) => ({ doc: d, error: undefined }),
+      (err: Error) => ({ doc: null, error: err.message }),
+    ),
+  ]);
+  const doc = ramp.doc;
+  return {
+    flag,
+    shim,
+    ramp: doc ? { ...doc, ownerAlive: leaseAlive(doc.owner, { now: Date.now(), host: deps.host, staleMs: deps.staleMs ?? 15_000 }), timeLeftMs: doc.phase === 'running' ? timeLeftMs(doc) : 0 } : null,
+    ...(ramp.error ? { rampError: ramp.error } : {}),
+  };
+}
+
+/** One line about the ramp. */
+export function describeRamp(r: NonNullable<RolloutStatus['ramp']>, c: Colors): string {
+  if (r.phase === 'completed') return `${c.green('completed')} ${describePlan(r.plan)} at ${r.finishedAt ?? ''}`;
+  if (r.phase === 'rolled-back') return `${c.red('rolled back')}: ${r.outcome ?? ''} (${r.finishedAt ?? ''})`;
+  const who = r.ownerAlive ? `run by ${describeOwner(r)}` : c.yellow('no live process: continue with `bifrost rollout ramp --resume`');
+  const paused = r.paused ? c.yellow(` paused${r.pausedBy ? ` by ${r.pausedBy}` : ''},`) : '';
+  return `${c.cyan('running')}${paused} ${describePlan(r.plan)}: ${describeStep(r)}, ${formatDuration(Math.max(0, r.plan.intervalMs - r.stepElapsedMs))} left in step, ${formatDuration(r.timeLeftMs)} left in total — ${who}`;
+}
+
+export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): string {
+  const lines: string[] = [];
+  const label = (k: string) => c.bold(k.padEnd(9));
+  if ('error' in s.flag) {
+    lines.push(`${label('Flag')} ${c.red(`cannot read ${s.flag.description}: ${s.flag.error}`)}`);
+  } else {
+    const f = s.flag;
+    let inForce = '';
+    if (s.shim.reachable && s.shim.snapshot.percent !== null && s.shim.snapshot.percent !== f.percent) {
+      inForce = c.yellow(` — the shim still applies ${s.shim.snapshot.percent}% (reload pending or another flags file)`);
+    }
+    lines.push(`${label('Rollout')} ${c.bold(`${f.percent}%`)} on Bifrost, bucket by ${f.bucketBy} (${f.description}${f.version !== undefined ? `, version ${f.version}` : ''})${inForce}`);
+  }
+  if (s.ramp) lines.push(`${label('Ramp')} ${describeRamp(s.ramp, c)}`);
+  else lines.push(`${label('Ramp')} none yet${s.rampError ? c.red(` (${s.rampError})`) : ''}`);
+  if (!s.shim.reachable) {
+    lines.push(`${label('Shim')} ${c.red(s.shim.error)}`);
+    return lines.join('\n') + '\n';
+  }
+  const snap = s.shim.snapshot;
+  lines.push(`${label('Shim')} ${s.shim.url} (flags from ${snap.source}, ${snap.mode} mode, drain policy ${snap.drain.policy} at ${snap.drain.rate}/s${snap.drain.queued ? `, ${snap.drain.queued} queued` : ''})`);
+  const t = newTable(['backend', 'live connections', 'decisions', 'upgrades ok', 'upgrade failures'], c, colorOn);
+  for (const b of ['sync', 'bifrost'] as const) {
+    const u = s.shim.upgrades?.[b];
+    const failed = u ? (u.failed > 0 ? c.red(String(u.failed)) : '0') : '?';
+    t.push([b, String(snap.connections[b]), String(snap.decisions[b]), u ? String(u.byOutcome.ok ?? 0) : '?', failed]);
+  }
+  lines.push(t.toString());
+  if (snap.connections.nodes.length) {
+    const n = newTable(['Bifrost node', 'url', 'live connections', 'load factor', 'state'], c, colorOn);
+    for (const node of snap.connections.nodes) {
+      const state = node.reachable === false ? c.red('unreachable') : node.draining ? c.yellow('draining') : node.reachable ? c.green('up') : 'unknown';
+      n.push([node.id, node.url, String(node.connections), node.loadFactor === null ? '–' : node.loadFactor.toFixed(2), state]);
+    }
+    lines.push(n.toString());
+  }
+  const other = Object.entries(snap.decisions.byReason).filter(([k]) => k !== 'flag');
+  if (other.length) lines.push(c.dim(`decisions not from the flag: ${other.map(([k, v]) => `${k} ${v}`).join(', ')}`));
+  lines.push(c.dim('counts are totals since the shim started'));
+  return lines.join('\n') + '\n';
+}

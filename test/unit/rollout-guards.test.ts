@@ -1,0 +1,137 @@
+/** The ramp's guards: p99 from histogram deltas, error rates, and Sync as a baseline. */
+import { describe, expect, it } from 'vitest';
+import { histogramQuantile } from '../../cli/rollout/histogram-quantile.ts';
+import { MetricsWindow, SHIM_SOURCE, isErrorStatus, type Scrape } from '../../cli/rollout/metrics-window.ts';
+import { evaluateGuards, summarizeReadings } from '../../cli/rollout/ramp-guards.ts';
+import { parsePrometheusText } from '../../cli/migration/prometheus-text.ts';
+
+const GW = 'http://127.0.0.1:8080';
+
+function gatewayText(o: { ok: number; serverError: number; upstream500: number; buckets: Record<string, number> }): string {
+  const lines = [
+    '# TYPE bifrost_requests_total counter',
+    `bifrost_requests_total{protocol="native",service="sync",status="200",node="gw-1"} ${o.ok}`,
+    `bifrost_requests_total{protocol="http",service="broken",status="serverError",node="gw-1"} ${o.serverError}`,
+    `bifrost_requests_total{protocol="legacy",service="sync",status="500",node="gw-1"} ${o.upstream500}`,
+    `bifrost_requests_total{protocol="legacy",service="sync",status="invalidPathError",node="gw-1"} 3`,
+  ];
+  for (const [le, c] of Object.entries(o.buckets)) lines.push(`bifrost_request_duration_seconds_bucket{le="${le}",protocol="native",service="sync",node="gw-1"} ${c}`);
+  return lines.join('\n') + '\n';
+}
+
+function shimText(u: { bifrostOk: number; bifrostRefused: number; syncOk: number; syncError: number; aborted?: number }): string {
+  return [
+    `bifrost_shim_upgrades_total{backend="bifrost",outcome="ok"} ${u.bifrostOk}`,
+    `bifrost_shim_upgrades_total{backend="bifrost",outcome="refused"} ${u.bifrostRefused}`,
+    `bifrost_shim_upgrades_total{backend="bifrost",outcome="aborted"} ${u.aborted ?? 0}`,
+    `bifrost_shim_upgrades_total{backend="sync",outcome="ok"} ${u.syncOk}`,
+    `bifrost_shim_upgrades_total{backend="sync",outcome="error"} ${u.syncError}`,
+  ].join('\n');
+}
+
+function scrape(at: number, shim: string | null, gateway: string | null): Scrape {
+  const sources = new Map();
+  if (shim !== null) sources.set(SHIM_SOURCE, parsePrometheusText(shim));
+  if (gateway !== null) sources.set(GW, parsePrometheusText(gateway));
+  return { at, sources, failures: [] };
+}
+
+describe('histogramQuantile', () => {
+  it('interpolates inside the bucket that holds the rank, like PromQL', () => {
+    const b = [
+      { le: 0.1, count: 50 },
+      { le: 0.2, count: 100 },
+      { le: Infinity, count: 100 },
+    ];
+    expect(histogramQuantile(0.5, b)).toBeCloseTo(0.1);
+    expect(histogramQuantile(0.99, b)).toBeCloseTo(0.198);
+  });
+
+  it('answers the highest finite bound when the rank is in +Inf, and null without observations', () => {
+    expect(histogramQuantile(0.99, [{ le: 0.25, count: 1 }, { le: Infinity, count: 10 }])).toBe(0.25);
+    expect(histogramQuantile(0.99, [{ le: 0.25, count: 0 }, { le: Infinity, count: 0 }])).toBeNull();
+  });
+});
+
+describe('MetricsWindow', () => {
+  it('sums counter deltas between the first and last scrape of each source', () => {
+    const w = new MetricsWindow();
+    w.add(scrape(0, shimText({ bifrostOk: 10, bifrostRefused: 0, syncOk: 100, syncError: 0 }), gatewayText({ ok: 100, serverError: 0, upstream500: 0, buckets: { '0.05': 90, '0.5': 100, '+Inf': 100 } })));
+    w.add(scrape(1000, shimText({ bifrostOk: 16, bifrostRefused: 2, syncOk: 150, syncError: 1, aborted: 5 }), gatewayText({ ok: 190, serverError: 6, upstream500: 4, buckets: { '0.05': 180, '0.5': 200, '+Inf': 200 } })));
+    const s = w.summary();
+    expect(s.durationMs).toBe(1000);
+    expect(s.shimMeasured).toBe(true);
+    expect(s.gatewaysMeasured).toBe(1);
+    expect(s.upgrades.bifrost).toMatchObject({ total: 8, failed: 2 }); // aborted is not counted
+    expect(s.upgrades.sync).toMatchObject({ total: 51, failed: 1 });
+    expect(s.requests).toMatchObject({ total: 100, errors: 10 });
+    expect(s.latencyBuckets).toEqual([
+      { le: 0.05, count: 90 },
+      { le: 0.5, count: 100 },
+      { le: Infinity, count: 100 },
+    ]);
+    expect(s.p99Ms).toBeCloseTo(455, 0);
+  });
+
+  it('treats a counter that went down as a restart (its value is the delta), and ignores a single scrape', () => {
+    const w = new MetricsWindow();
+    w.add(scrape(0, null, gatewayText({ ok: 500, serverError: 50, upstream500: 0, buckets: {} })));
+    expect(w.summary().gatewaysMeasured).toBe(0);
+    w.add(scrape(500, null, gatewayText({ ok: 20, serverError: 1, upstream500: 0, buckets: {} })));
+    expect(w.summary().requests).toMatchObject({ total: 21, errors: 1 }); // 20 ok + 1 serverError; the unchanged 3 add nothing
+  });
+
+  it('counts 5xx, serverError and unavailable as errors, not client errors', () => {
+    expect(['500', '502', 'serverError', 'unavailable'].every(isErrorStatus)).toBe(true);
+    expect(['200', '404', 'invalidPathError', 'throttleError', 'forbiddenError'].some(isErrorStatus)).toBe(false);
+  });
+});
+
+describe('evaluateGuards', () => {
+  const limits = { maxErrorRate: 0.01, maxP99Ms: 250, minRequests: 20 };
+  const base = () => ({
+    durationMs: 1000,
+    shimMeasured: true,
+    gatewaysMeasured: 1,
+    upgrades: { sync: { total: 0, failed: 0, byOutcome: {} }, bifrost: { total: 0, failed: 0, byOutcome: {} } },
+    requests: { total: 0, errors: 0, byStatus: {} },
+    latencyBuckets: [] as { le: number; count: number }[],
+    p99Ms: null as number | null,
+  });
+
+  it('breaches the request error rate with the numbers in the text', () => {
+    const w = { ...base(), requests: { total: 200, errors: 25, byStatus: {} } };
+    const r = evaluateGuards(w, limits).find((x) => x.guard === 'request-errors')!;
+    expect(r.breached).toBe(true);
+    expect(r.value).toBeCloseTo(0.125);
+    expect(r.text).toBe('request error rate 12.5% (25 of 200 requests: 5xx/serverError) > limit 1.00%');
+  });
+
+  it('does not judge a window with fewer events than --min-requests', () => {
+    const w = { ...base(), requests: { total: 5, errors: 5, byStatus: {} } };
+    const readings = evaluateGuards(w, limits);
+    expect(readings.some((x) => x.breached)).toBe(false);
+    expect(summarizeReadings(readings)).toBe('too little traffic to judge (0 Bifrost upgrades, 5 requests)');
+  });
+
+  it('compares Bifrost upgrade failures with Sync as a baseline when both carry traffic', () => {
+    const shared = { ...base(), upgrades: { bifrost: { total: 100, failed: 10, byOutcome: {} }, sync: { total: 100, failed: 9.5, byOutcome: {} } } };
+    const same = evaluateGuards(shared, limits).find((x) => x.guard === 'upgrade-failures')!;
+    expect(same.baseline).toBeCloseTo(0.095);
+    expect(same.breached).toBe(false); // both paths fail alike: not Bifrost's doing
+
+    const onlyBifrost = { ...base(), upgrades: { bifrost: { total: 100, failed: 10, byOutcome: {} }, sync: { total: 100, failed: 0, byOutcome: {} } } };
+    const worse = evaluateGuards(onlyBifrost, limits).find((x) => x.guard === 'upgrade-failures')!;
+    expect(worse.breached).toBe(true);
+    expect(worse.text).toMatch(/Bifrost upgrade failures 10 of 100 \(10\.0%\) vs Sync 0 of 100 \(0\.00%\) > limit 1\.00% above Sync/);
+
+    const noSync = { ...base(), upgrades: { bifrost: { total: 100, failed: 10, byOutcome: {} }, sync: { total: 3, failed: 0, byOutcome: {} } } };
+    expect(evaluateGuards(noSync, limits).find((x) => x.guard === 'upgrade-failures')!).toMatchObject({ breached: true, baseline: null });
+  });
+
+  it('breaches p99 latency over the limit, and has no latency guard when the limit is null', () => {
+    const slow = { ...base(), latencyBuckets: [{ le: 0.5, count: 100 }, { le: Infinity, count: 100 }], p99Ms: 495 };
+    expect(evaluateGuards(slow, limits).find((x) => x.guard === 'p99-latency')).toMatchObject({ breached: true, value: 495, limit: 250 });
+    expect(evaluateGuards(slow, { ...limits, maxP99Ms: null }).some((x) => x.guard === 'p99-latency')).toBe(false);
+  });
+});
