@@ -22,14 +22,23 @@ export function formatProblem(p: ConfigProblem): string {
   return p.field ? `${where} ${p.field}: ${p.expected}` : `${where}: ${p.expected}`;
 }
 
-/** One or more configuration problems, reported together. */
+/** Problems in reading order: by file, then line, then column (stable otherwise). */
+export function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  return [...problems].sort((a, b) => (a.file === b.file ? a.line - b.line || a.column - b.column : a.file < b.file ? -1 : 1));
+}
+
+/** One or more configuration problems, reported together (in reading order). */
 export class ConfigError extends CliError {
-  constructor(readonly problems: ConfigProblem[]) {
+  readonly problems: ConfigProblem[];
+
+  constructor(problems: ConfigProblem[]) {
+    problems = sortProblems(problems);
     const lines = problems.map(formatProblem);
     super(
       problems.length === 1 ? `invalid configuration: ${lines[0]}` : `invalid configuration (${problems.length} problems):\n  ${lines.join('\n  ')}`,
       EXIT_USAGE,
     );
+    this.problems = problems;
     this.name = 'ConfigError';
   }
 }

@@ -5,7 +5,7 @@
  * automated checks know what to look at.
  */
 import { schemaProblems, YamlSource } from './yaml-source.ts';
-import { ConfigError, type ConfigProblem } from './config-error.ts';
+import { ConfigError, sortProblems, type ConfigProblem } from './config-error.ts';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -213,7 +213,7 @@ function isCalendarDate(s: string): boolean {
  */
 export function readManifest(source: YamlSource): { manifest?: SquadManifest; problems: ConfigProblem[] } {
   const problems = schemaProblems(source, manifestSchema);
-  if (problems.length > 0) return { problems };
+  if (problems.length > 0) return { problems: sortProblems(problems) };
   const raw = source.value as Record<string, unknown> & Omit<SquadManifest, 'owners' | 'file' | 'source'>;
   if (!isCalendarDate(raw.targetDate)) problems.push(source.problem(['targetDate'], `expected a real calendar date YYYY-MM-DD, got ${JSON.stringify(raw.targetDate)}`));
   const serviceNames = new Set<string>();
@@ -239,7 +239,7 @@ export function readManifest(source: YamlSource): { manifest?: SquadManifest; pr
     }
     if (!raw.events.includes(p.event)) problems.push(source.problem(['probe', 'event'], `expected one of the manifest's events (${raw.events.join(', ')}), got "${p.event}"`));
   }
-  if (problems.length > 0) return { problems };
+  if (problems.length > 0) return { problems: sortProblems(problems) };
   const manifest: SquadManifest = {
     squad: raw.squad,
     ...(raw.title !== undefined ? { title: raw.title } : {}),

@@ -44,16 +44,29 @@ export class NativeSession {
     });
   }
 
-  /** Opens `${gatewayUrl}/ws` with the token in `Authorization: Bearer`. */
-  static async open(gatewayUrl: string, token: string, timeoutMs = 5000): Promise<NativeSession> {
+  /**
+   * Opens `${gatewayUrl}/ws` with the token in `Authorization: Bearer`. A node
+   * that answers 503 (draining or overloaded) is retried after its
+   * Retry-After (at most 2 s), up to `attempts` times.
+   */
+  static async open(gatewayUrl: string, token: string, timeoutMs = 5000, attempts = 3): Promise<NativeSession> {
     const url = gatewayUrl.replace(/^http/, 'ws').replace(/\/+$/, '') + '/ws';
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: timeoutMs });
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`${url} refused the upgrade with HTTP ${res.statusCode}`)));
-      ws.once('error', (err) => reject(new Error(`${url}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
-    });
-    return new NativeSession(ws, url);
+    for (let attempt = 1; ; attempt++) {
+      const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: timeoutMs });
+      const outcome = await new Promise<{ ok: true } | { ok: false; status?: number; retryAfter?: number; message: string }>((resolve) => {
+        ws.once('open', () => resolve({ ok: true }));
+        ws.once('unexpected-response', (_req, res) => {
+          const retryAfter = Number(res.headers['retry-after']);
+          res.resume();
+          resolve({ ok: false, status: res.statusCode, retryAfter: Number.isFinite(retryAfter) ? retryAfter : 1, message: `${url} refused the upgrade with HTTP ${res.statusCode}` });
+        });
+        ws.once('error', (err) => resolve({ ok: false, message: `${url}: ${(err as NodeJS.ErrnoException).code ?? err.message}` }));
+      });
+      if (outcome.ok) return new NativeSession(ws, url);
+      ws.terminate();
+      if (outcome.status !== 503 || attempt >= attempts) throw new Error(outcome.message);
+      await new Promise((r) => setTimeout(r, Math.min(2, outcome.retryAfter ?? 1) * 1000));
+    }
   }
 
   private onMessage(text: string): void {

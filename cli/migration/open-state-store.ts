@@ -1,9 +1,9 @@
 /** Picks the state store: Redis when REDIS_URL is set, else the state file. */
 import { FileStateStore } from './state-store-file.ts';
 import { DEFAULT_STATE_PREFIX, RedisStateStore } from './state-store-redis.ts';
-import type { StateStore } from './state-store.ts';
+import { DEFAULT_STATE_FILE, type StateStore } from './state-store.ts';
 
-export const DEFAULT_STATE_FILE = '.bifrost/state.json';
+export { DEFAULT_STATE_FILE };
 
 export interface StateStoreChoice {
   stateFile?: string;

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { schemaProblems, YamlSource } from './yaml-source.ts';
-import { ConfigError, type ConfigProblem } from './config-error.ts';
+import { ConfigError, sortProblems, type ConfigProblem } from './config-error.ts';
 import { CHECK_TYPES, type CheckType } from './step-check.ts';
 import { stepChecks } from './checks/index.ts';
 
@@ -118,7 +118,7 @@ export function dependencyOrder<T extends { id: string; dependsOn: string[] }>(s
 /** Validates a parsed playbook; returns it and every problem found. */
 export function readPlaybook(source: YamlSource): { playbook?: Playbook; problems: ConfigProblem[] } {
   const problems = schemaProblems(source, playbookSchema);
-  if (problems.length > 0) return { problems };
+  if (problems.length > 0) return { problems: sortProblems(problems) };
   const raw = source.value as {
     name: string;
     title: string;
@@ -151,7 +151,7 @@ export function readPlaybook(source: YamlSource): { playbook?: Playbook; problem
       problems.push(source.problem(['steps', closing, 'dependsOn', depIndex], `expected dependencies without a cycle, found ${cycle.join(' → ')}`));
     }
   }
-  if (problems.length > 0) return { problems };
+  if (problems.length > 0) return { problems: sortProblems(problems) };
   const playbook: Playbook = {
     name: raw.name,
     title: raw.title,

@@ -10,6 +10,9 @@
  * `decide` must be pure: a store may call it again after a concurrent write.
  */
 
+/** Where the file store keeps state unless told otherwise (`--state-file`). */
+export const DEFAULT_STATE_FILE = '.bifrost/state.json';
+
 export type StepStatus = 'pending' | 'done';
 
 /** The recorded result of one run of a step's automated check. */

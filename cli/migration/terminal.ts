@@ -78,9 +78,11 @@ export class StepSpinner {
 
   private render(): void {
     const f = FRAMES[this.frame++ % FRAMES.length]!;
-    const cols = process.stdout.columns ?? 100;
-    const line = `${this.t.colors.cyan(f)} ${this.label}${this.detail ? this.t.colors.dim(` — ${this.detail}`) : ''}`;
-    this.t.write(`\r\x1b[2K${line.length > cols + 20 ? line.slice(0, cols + 20) : line}`);
+    // Keep the line on one terminal row: cut the detail (never the label) to the width left.
+    const cols = process.stdout.columns || 100;
+    const room = cols - this.label.length - 6;
+    const detail = room > 8 && this.detail ? ` — ${this.detail.length > room ? `${this.detail.slice(0, room - 1)}…` : this.detail}` : '';
+    this.t.write(`\r\x1b[2K${this.t.colors.cyan(f)} ${this.label}${this.t.colors.dim(detail)}`);
   }
 
   /** Replaces the spinner with the final line. */

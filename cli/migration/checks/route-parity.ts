@@ -52,7 +52,7 @@ export function firstDifference(a: unknown, b: unknown, path = '$'): string | nu
     }
     return null;
   }
-  return `${path}: ${brief(a, 60)} ≠ ${brief(b, 60)}`;
+  return `${path}: ${brief(JSON.stringify(a) ?? 'nothing', 60)} ≠ ${brief(JSON.stringify(b) ?? 'nothing', 60)}`;
 }
 
 /** Unwraps `/v1/proxy`'s `{status, headers, body}` envelope; a non-200 is Bifrost's own error. */

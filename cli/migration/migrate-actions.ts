@@ -1,0 +1,231 @@
+/**
+ * What each `bifrost migrate` sub-command does. `cli/commands/migrate.ts`
+ * declares the command line and imports this module only when a migrate
+ * command runs, so other commands do not load ajv, ioredis or ws for it.
+ */
+import { tokenSecretFromEnv } from '../../gateway/token.ts';
+import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE, printJson } from '../output.ts';
+import { findSquad, findStep, loadCatalog, type MigrationCatalog } from './catalog.ts';
+import { runChecks, type CheckReporter, type CheckRunResult } from './check-runner.ts';
+import { stepChecks } from './checks/index.ts';
+import { openStateStore } from './open-state-store.ts';
+import { renderHtmlReport } from './report-html.ts';
+import { renderJsonReport } from './report-json.ts';
+import { renderMarkdownReport } from './report-markdown.ts';
+import { overviewTable, renderTableReport, stepsTable } from './report-table.ts';
+import { squadProgress, type SquadProgress } from './squad-progress.ts';
+import type { StackEndpoints } from './step-check.ts';
+import type { StateStore } from './state-store.ts';
+import { completeStep, reopenStep } from './step-transitions.ts';
+import { StepSpinner, stdoutTerminal, type Terminal } from './terminal.ts';
+
+/** The dev default the gateway also uses when BIFROST_SERVICE_TOKEN is unset. */
+export const DEV_SERVICE_TOKEN = 'bifrost-dev-service-token';
+
+export interface CommonOptions {
+  migrationsDir: string;
+  playbooksDir: string;
+  stateFile: string;
+  statePrefix?: string;
+  json?: boolean;
+}
+
+export interface StackOptions {
+  privateUrl: string;
+  gatewayUrl: string;
+  syncUrl: string;
+  adminUrl: string;
+  timeoutMs?: number;
+  eventTimeoutMs?: number;
+}
+
+const env = process.env;
+
+function checkUrl(name: string, v: string): string {
+  try {
+    const u = new URL(v);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
+    return v;
+  } catch {
+    throw new CliError(`${name} must be an http(s) URL, got "${v}"`, EXIT_USAGE);
+  }
+}
+
+function stackFrom(o: StackOptions): StackEndpoints {
+  const warn = (m: string) => process.stderr.write(`warning: ${m}\n`);
+  let serviceToken = env.BIFROST_SERVICE_TOKEN;
+  if (!serviceToken) {
+    warn('BIFROST_SERVICE_TOKEN is not set: using the development service token. Never run this in production.');
+    serviceToken = DEV_SERVICE_TOKEN;
+  }
+  return {
+    privateUrl: checkUrl('--private-url', o.privateUrl),
+    gatewayUrl: checkUrl('--gateway-url', o.gatewayUrl),
+    syncUrl: checkUrl('--sync-url', o.syncUrl),
+    adminUrl: checkUrl('--admin-url', o.adminUrl),
+    serviceToken,
+    tokenSecret: tokenSecretFromEnv({ warn }),
+  };
+}
+
+async function withContext<T>(o: CommonOptions, fn: (catalog: MigrationCatalog, store: StateStore) => Promise<T>): Promise<T> {
+  const catalog = await loadCatalog({ migrationsDir: o.migrationsDir, playbooksDir: o.playbooksDir });
+  const store = openStateStore({ stateFile: o.stateFile, ...(o.statePrefix ? { statePrefix: o.statePrefix } : {}) });
+  try {
+    return await fn(catalog, store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function allProgress(catalog: MigrationCatalog, store: StateStore): Promise<SquadProgress[]> {
+  const out: SquadProgress[] = [];
+  for (const sq of catalog.squads) out.push(squadProgress(sq, await store.read(sq.manifest.squad)));
+  return out;
+}
+
+function showSquad(p: SquadProgress, t: Terminal, storeDescription: string): string {
+  const c = t.colors;
+  const head = [
+    `${c.bold(p.squad)}${p.title ? ` — ${p.title}` : ''}`,
+    `owners ${p.owners} · playbook ${p.playbook} · target ${p.overdue ? c.red(`${p.targetDate} (overdue)`) : p.targetDate} · ${p.done}/${p.total} done · next: ${p.nextStep ?? 'nothing, all done'}`,
+    c.dim(`state: ${storeDescription}`),
+  ];
+  const details: string[] = [];
+  for (const s of p.steps) {
+    if (s.lastCheck && s.lastCheck.output.length) {
+      details.push(`${c.bold(s.id)} — last check ${s.lastCheck.ok ? c.green('passed') : c.red('failed')} at ${s.lastCheck.at} (${s.lastCheck.durationMs} ms): ${s.lastCheck.summary}`);
+      for (const line of s.lastCheck.output) details.push(`    ${line}`);
+    }
+  }
+  return `${head.join('\n')}\n${stepsTable(p, t)}\n${details.length ? `\n${details.join('\n')}\n` : ''}`;
+}
+
+function terminalReporter(t: Terminal): CheckReporter {
+  let spinner: StepSpinner | undefined;
+  const c = t.colors;
+  return {
+    begin(step) {
+      spinner = new StepSpinner(t, `${step.id} — ${step.title}`);
+      spinner.start();
+      return (d) => spinner?.update(d);
+    },
+    end(r) {
+      let line: string;
+      if (r.skipped === 'done') line = `${c.green('✓')} ${r.step} ${c.dim('— done already')}`;
+      else if (r.skipped === 'manual') line = `${c.yellow('•')} ${r.step} ${c.dim(`— ${r.summary}`)}`;
+      else if (r.skipped === 'blocked') line = `${c.dim('·')} ${r.step} ${c.dim(`— ${r.summary}`)}`;
+      else {
+        const mark = r.ok ? c.green('✓') : c.red('✗');
+        line = `${mark} ${r.step} — ${r.summary} ${c.dim(`(${r.durationMs} ms)`)}`;
+        const extra = [...r.output.map((o) => `    ${o}`), `    → ${r.message}`];
+        line += `\n${(r.ok ? extra.slice(-1) : extra).join('\n')}`;
+      }
+      if (spinner && !r.skipped) {
+        spinner.stop(line);
+        spinner = undefined;
+      } else t.write(line + '\n');
+    },
+  };
+}
+
+const silentReporter: CheckReporter = { begin: () => () => {}, end: () => {} };
+
+export async function listAction(o: CommonOptions): Promise<void> {
+    await withContext(o, async (catalog, store) => {
+      const progress = await allProgress(catalog, store);
+      if (o.json) return printJson({ squads: progress });
+      const t = stdoutTerminal();
+      t.write(overviewTable(progress, t) + '\n');
+    });
+}
+
+export async function showAction(squad: string, o: CommonOptions & { history?: number }): Promise<void> {
+    await withContext(o, async (catalog, store) => {
+      const sq = findSquad(catalog, squad);
+      const p = squadProgress(sq, await store.read(squad));
+      const history = await store.audit({ squad, limit: o.history ?? 50 });
+      if (o.json) return printJson({ ...p, history });
+      const t = stdoutTerminal();
+      t.write(showSquad(p, t, store.description));
+      if (o.history) {
+        t.write(`\nhistory (last ${o.history}):\n`);
+        for (const e of history) {
+          t.write(`  ${e.at} ${e.step} ${e.action} by ${e.by} (${e.previous?.status ?? 'pending'} → ${e.next.status})${e.evidence ? ` evidence: ${e.evidence}` : ''}${e.reason ? ` reason: ${e.reason}` : ''}\n`);
+        }
+      }
+    });
+}
+
+export async function checkAction(squad: string, stepId: string | undefined, o: CommonOptions & StackOptions): Promise<void> {
+    await withContext(o, async (catalog, store) => {
+      const sq = findSquad(catalog, squad);
+      const step = stepId ? findStep(sq, stepId) : undefined;
+      if (step?.manual) {
+        throw new CliError(`step "${step.id}" is manual (${stepChecks[step.check.type].describes}): record it with \`bifrost migrate complete ${squad} ${step.id} --by <you>${step.evidence === 'required' ? ' --evidence <link>' : ''}\``, EXIT_USAGE);
+      }
+      const stack = stackFrom(o);
+      const t = stdoutTerminal();
+      const results: CheckRunResult[] = await runChecks({
+        sq,
+        store,
+        stack,
+        ...(step ? { only: step } : {}),
+        paramOverrides: { timeoutMs: o.timeoutMs, eventTimeoutMs: o.eventTimeoutMs },
+        reporter: o.json ? silentReporter : terminalReporter(t),
+      });
+      const ran = results.filter((r) => !r.skipped);
+      const failed = ran.filter((r) => !r.ok);
+      const p = squadProgress(sq, await store.read(squad));
+      if (o.json) printJson({ squad, ok: failed.length === 0, results, progress: { done: p.done, total: p.total, nextStep: p.nextStep } });
+      else {
+        t.write(
+          `\n${squad}: ${ran.length} check(s) run, ${ran.length - failed.length} passed, ${failed.length} failed · ${p.done}/${p.total} steps done · next: ${p.nextStep ?? 'nothing, all done'}\n`,
+        );
+      }
+      if (failed.length > 0) process.exitCode = EXIT_CHECK_FAILED;
+    });
+}
+
+export async function completeAction(squad: string, stepId: string, o: CommonOptions & { by: string; evidence?: string }): Promise<void> {
+    if (!o.by.trim()) throw new CliError('--by must name who completes the step', EXIT_USAGE);
+    await withContext(o, async (catalog, store) => {
+      const sq = findSquad(catalog, squad);
+      const step = findStep(sq, stepId);
+      const r = await store.update(squad, completeStep(sq, step, { by: o.by, ...(o.evidence ? { evidence: o.evidence } : {}) }));
+      if (o.json) return printJson({ squad, ...r });
+      const t = stdoutTerminal();
+      t.write(`${r.changed ? t.colors.green('✓') : t.colors.yellow('=')} ${r.message}\n`);
+    });
+}
+
+export async function reopenAction(squad: string, stepId: string, o: CommonOptions & { by: string; reason: string }): Promise<void> {
+    if (!o.by.trim()) throw new CliError('--by must name who reopens the step', EXIT_USAGE);
+    await withContext(o, async (catalog, store) => {
+      const sq = findSquad(catalog, squad);
+      const step = findStep(sq, stepId);
+      const r = await store.update(squad, reopenStep(sq, step, { by: o.by, reason: o.reason }));
+      if (o.json) return printJson({ squad, ...r });
+      const t = stdoutTerminal();
+      t.write(`${r.changed ? t.colors.yellow('↺') : t.colors.yellow('=')} ${r.message}\n`);
+      if (r.changed && r.doneDependents.length) t.write(`  note: ${r.doneDependents.join(', ')} depend on it and are still done; reopen them too if they no longer hold\n`);
+    });
+}
+
+export async function reportAction(o: CommonOptions & { format: 'table' | 'md' | 'json' | 'html' }): Promise<void> {
+    await withContext(o, async (catalog, store) => {
+      const progress = await allProgress(catalog, store);
+      const generatedAt = new Date().toISOString();
+      const format = o.json ? 'json' : o.format;
+      const t = stdoutTerminal();
+      const text =
+        format === 'json'
+          ? renderJsonReport(progress, generatedAt)
+          : format === 'md'
+            ? renderMarkdownReport(progress, generatedAt)
+            : format === 'html'
+              ? renderHtmlReport(progress, generatedAt)
+              : renderTableReport(progress, t);
+      t.write(text);
+    });
+}
