@@ -4,28 +4,29 @@
  */
 import { Command, CommanderError } from 'commander';
 import { CliError, EXIT_USAGE } from './output.ts';
-import { register as registerUp } from './commands/up.ts';
-import { register as registerGateway } from './commands/gateway.ts';
-import { register as registerShim } from './commands/shim.ts';
-import { register as registerSyncReference } from './commands/sync-reference.ts';
-import { register as registerToken } from './commands/token.ts';
-import { register as registerRollout } from './commands/rollout.ts';
-import { register as registerMigrate } from './commands/migrate.ts';
-import { register as registerSimulate } from './commands/simulate.ts';
-
 const program = new Command('bifrost')
   .description('Bifrost migration kit: move live WebSocket clients off Sync onto Bifrost, one squad at a time.')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
-registerUp(program);
-registerGateway(program);
-registerShim(program);
-registerSyncReference(program);
-registerToken(program);
-registerRollout(program);
-registerMigrate(program);
-registerSimulate(program);
+/**
+ * Each command's module is loaded only when that command runs (all of them for
+ * help or an unknown word): starting Sails, the shim or the gateway code costs
+ * seconds of CPU that `bifrost token` or `bifrost migrate list` should not pay.
+ */
+const COMMANDS: Record<string, () => Promise<{ register(program: Command): void }>> = {
+  up: () => import('./commands/up.ts'),
+  gateway: () => import('./commands/gateway.ts'),
+  shim: () => import('./commands/shim.ts'),
+  'sync-reference': () => import('./commands/sync-reference.ts'),
+  token: () => import('./commands/token.ts'),
+  rollout: () => import('./commands/rollout.ts'),
+  migrate: () => import('./commands/migrate.ts'),
+  simulate: () => import('./commands/simulate.ts'),
+};
+const asked = process.argv[2];
+const wanted = asked && Object.hasOwn(COMMANDS, asked) ? [asked] : Object.keys(COMMANDS);
+for (const name of wanted) (await COMMANDS[name]!()).register(program);
 
 try {
   await program.parseAsync(process.argv);

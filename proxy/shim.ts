@@ -27,9 +27,8 @@ import { DEFAULT_SAILS_SDK_PARAMS, SocketRouter } from './socket-router.ts';
 import { buildAdminApp } from './admin.ts';
 import { DEFAULT_ROUTE_TOKEN_TTL_SECONDS } from './route-token.ts';
 
-export const DEV_ADMIN_TOKEN = 'bifrost-dev-admin-token';
-export const DEFAULT_SHIM_PORT = 3000;
-export const DEFAULT_ADMIN_PORT = 9090;
+export { DEV_ADMIN_TOKEN, DEFAULT_SHIM_PORT, DEFAULT_ADMIN_PORT } from './shim-defaults.ts';
+import { DEV_ADMIN_TOKEN } from './shim-defaults.ts';
 
 export interface ShimOptions {
   /** Public port (0 = any free port). */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { DEV_TOKEN_SECRET } from '../../gateway/token.ts';
-import { DEV_ADMIN_TOKEN } from '../../proxy/shim.ts';
+import { DEV_ADMIN_TOKEN } from '../../proxy/shim-defaults.ts';
 import { parseDurationMs } from '../graceful.ts';
 import { CliError, EXIT_CHECK_FAILED, printJson } from '../output.ts';
 import { statsLine, statsTable } from '../simulate/render.ts';

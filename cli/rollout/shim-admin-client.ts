@@ -4,7 +4,7 @@
  * Prometheus text (`GET /metrics`). Every call has a timeout; failures become
  * one-line errors naming the URL.
  */
-import { DEV_ADMIN_TOKEN } from '../../proxy/shim.ts';
+import { DEV_ADMIN_TOKEN } from '../../proxy/shim-defaults.ts';
 
 /** What `GET /api/rollout` answers (the fields the CLI reads). */
 export interface ShimRolloutSnapshot {
