@@ -259,6 +259,12 @@ export class FileFlagSource extends SdkFlagSource {
       return;
     }
     if (text === this.lastText) return;
+    if (text.trim() === '') {
+      // An in-place write truncates first: wait for the content (the next change event or poll)
+      // rather than refusing a file that is only half written. The last good flags stay.
+      this.log.debug({ file: this.opts.file }, 'flags file is empty (being written?); keeping the last good flags');
+      return;
+    }
     let parsed: FlagsFileJson;
     try {
       parsed = parseFlagsFile(text);
