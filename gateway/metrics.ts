@@ -1,6 +1,9 @@
 /** Prometheus metrics of one gateway node (`bifrost_*`, units in the names). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Buckets (seconds) of `bifrost_request_duration_seconds`; Sync's `sync_request_duration_seconds` uses the same, so the ramp compares like with like. */
+export const REQUEST_DURATION_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly connections: Gauge<'protocol'>;
@@ -37,7 +40,7 @@ export class GatewayMetrics {
       name: 'bifrost_request_duration_seconds',
       help: 'Client request round trip through the gateway to the service',
       labelNames: ['protocol', 'service'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: [...REQUEST_DURATION_BUCKETS],
       registers: r,
     });
     this.recoveries = new Counter({ name: 'bifrost_recoveries_total', help: 'Subscribes with a position, by outcome', labelNames: ['outcome'], registers: r });

@@ -17,7 +17,8 @@
  * way Sails builds it). Custom `Model.publish()` calls are not bridged.
  *
  * The hook also serves the bridge's counters on `GET /__bifrost/bridge` (JSON)
- * and `GET /__bifrost/metrics` (Prometheus), and
+ * and `GET /__bifrost/metrics` (Prometheus, followed by Sync's request metrics
+ * when given, see request-metrics.ts), and
  * `subscribeHeaderPolicy` adds `x-bifrost-subscribe: collection:<id>` to
  * single-record GET responses so Bifrost's legacy endpoint subscribes the
  * requesting socket to the record's topic.
@@ -81,6 +82,8 @@ export interface BridgeHookOptions {
   /** The outbox; null when the bridge is off (the stats route still answers). */
   queue: BridgePublishQueue | null;
   stats: () => BridgeStats;
+  /** More Prometheus text for `GET /__bifrost/metrics` (Sync's request metrics). */
+  moreMetrics?: () => Promise<string>;
 }
 
 /** The hook definition, to pass as `hooks: {bifrostBridge: createBridgeHook(…)}`. */
@@ -102,8 +105,15 @@ export function createBridgeHook(opts: BridgeHookOptions): SailsHookFactory {
           res.status(200).json(opts.stats());
         },
         [`GET ${BRIDGE_METRICS_PATH}`]: (_req, res) => {
-          res.set('content-type', 'text/plain; version=0.0.4; charset=utf-8');
-          res.status(200).send(renderBridgeMetrics(opts.stats()));
+          const bridge = renderBridgeMetrics(opts.stats());
+          const more = opts.moreMetrics ? opts.moreMetrics() : Promise.resolve('');
+          more.then(
+            (text) => {
+              res.set('content-type', 'text/plain; version=0.0.4; charset=utf-8');
+              res.status(200).send(bridge + text);
+            },
+            (err: Error) => res.status(500).send(`metrics failed: ${err.message}`),
+          );
         },
       },
     },

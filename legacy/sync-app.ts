@@ -17,6 +17,8 @@ import { BridgePublishQueue, disabledBridgeStats, type BridgeStats } from './bri
 import { collectionModel, modelDefaults } from './collection-model.ts';
 import { createGodserverInitAction, GODSERVER_INIT_ACTION } from './godserver-init.ts';
 import { freshSailsDiskAdapter, memoryDatastores } from './memory-datastore.ts';
+import { SyncRequestMetrics } from './request-metrics.ts';
+import { createRequestMetricsHook } from './request-metrics-hook.ts';
 import { loadSailsModule, requireCjs, type SailsApp } from './sails-types.ts';
 import { sailsLogConfig } from './sync-logger.ts';
 import { resolveSyncOptions, type SyncReferenceOptions } from './sync-options.ts';
@@ -35,6 +37,8 @@ export interface SyncReference {
   close(): Promise<void>;
   /** The bridge's counters (also served on GET /__bifrost/bridge). */
   bridgeStats(): BridgeStats;
+  /** Request counters and latency histogram (served on GET /__bifrost/metrics). */
+  readonly requestMetrics: SyncRequestMetrics;
   /** The underlying Sails app, for diagnostics. */
   readonly sails: SailsApp;
 }
@@ -73,6 +77,7 @@ export async function startSyncReference(options: SyncReferenceOptions = {}): Pr
   const log = opts.log;
   const queue = opts.bridge ? new BridgePublishQueue(opts.bridge, log) : null;
   const bridgeStats = (): BridgeStats => queue?.snapshot() ?? disabledBridgeStats();
+  const requestMetrics = new SyncRequestMetrics();
 
   let publicUrl = opts.publicUrl ?? '';
   const Sails = loadSailsModule();
@@ -103,7 +108,8 @@ export async function startSyncReference(options: SyncReferenceOptions = {}): Pr
       i18n: false,
       orm: requireCjs('sails-hook-orm'),
       sockets: requireCjs('sails-hook-sockets'),
-      bifrostBridge: createBridgeHook({ queue, stats: bridgeStats }),
+      bifrostBridge: createBridgeHook({ queue, stats: bridgeStats, moreMetrics: () => requestMetrics.text() }),
+      bifrostRequestMetrics: createRequestMetricsHook(requestMetrics),
     },
     sockets: { allowEIO3: true },
     blueprints: { shortcuts: false, actions: false, rest: true },
@@ -166,6 +172,7 @@ export async function startSyncReference(options: SyncReferenceOptions = {}): Pr
     host: opts.host,
     sails,
     bridgeStats,
+    requestMetrics,
     close() {
       closing ??= (async () => {
         await queue?.close(opts.bridgeFlushTimeoutMs);

@@ -3,7 +3,7 @@
  *
  * | route | auth | does |
  * | --- | --- | --- |
- * | `GET /api/rollout` | – | percent, bucket-by, decisions by route, live connections per backend and node |
+ * | `GET /api/rollout` | – | percent, bucket-by, decisions by route, live connections per backend and node, decisions and upgrade outcomes per backend over the last minutes (`recent`), the Sync URL |
  * | `PUT /api/rollout` `{percent, bucketBy?}` | bearer | flags-file mode: writes the flag (atomic), applied at once |
  * | `POST /api/drain` `{scope?, backend?, node?}` | bearer | closes connections at the rebalance rate so they reconnect to their (new) backend |
  * | `GET /metrics` | – | Prometheus text (`bifrost_shim_*`) |
@@ -22,6 +22,7 @@ import type { ConnectionRegistry, DrainRequest, Rebalancer } from './connections
 import type { BifrostNodePool } from './bifrost-nodes.ts';
 import type { ShimMetrics } from './metrics.ts';
 import type { DecisionStats } from './decision-stats.ts';
+import type { UpgradeStats } from './upgrade-stats.ts';
 import { dashboardPlugin } from './dashboard/plugin.ts';
 
 export interface AdminDeps {
@@ -36,6 +37,9 @@ export interface AdminDeps {
   pool: BifrostNodePool;
   metrics: ShimMetrics;
   decisions: DecisionStats;
+  upgrades: UpgradeStats;
+  /** Where the shim sends Sync traffic (shown so the CLI can find Sync's metrics). */
+  syncUrl: string;
   mode: 'proxied' | 'direct';
   pollingSessions: () => number;
 }
@@ -45,6 +49,8 @@ const errorSchema = {
   properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } },
   required: ['error'],
 } as const;
+
+const okFailedSchema = { type: 'object', properties: { ok: { type: 'number' }, failed: { type: 'number' } } } as const;
 
 const rolloutSchema = {
   type: 'object',
@@ -84,6 +90,15 @@ const rolloutSchema = {
     },
     drain: { type: 'object', properties: { policy: { type: 'string' }, rate: { type: 'number' }, queued: { type: 'number' }, closed: { type: 'number' } } },
     flagReloads: { type: 'object', properties: { ok: { type: 'number' }, errors: { type: 'number' }, lastError: { type: ['string', 'null'] } } },
+    recent: {
+      type: 'object',
+      properties: {
+        windowSeconds: { type: 'number' },
+        decisions: { type: 'object', properties: { sync: { type: 'number' }, bifrost: { type: 'number' } } },
+        upgrades: { type: 'object', properties: { sync: okFailedSchema, bifrost: okFailedSchema } },
+      },
+    },
+    syncUrl: { type: 'string' },
   },
 } as const;
 
@@ -135,6 +150,8 @@ function rolloutPlugin(deps: AdminDeps): FastifyPluginAsync {
         },
         drain: { policy: deps.rebalancer.policy, rate: deps.rebalancer.rate, queued: deps.rebalancer.queued, closed: deps.rebalancer.closedCount },
         flagReloads: { ok: stats.reloads, errors: stats.reloadErrors, lastError: stats.lastReloadError ?? null },
+        recent: { windowSeconds: deps.decisions.recent.windowSeconds, decisions: deps.decisions.recentSnapshot(), upgrades: deps.upgrades.recentSnapshot() },
+        syncUrl: deps.syncUrl,
       };
     };
 

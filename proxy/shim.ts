@@ -22,6 +22,7 @@ import { BifrostNodePool } from './bifrost-nodes.ts';
 import { ConnectionRegistry, Rebalancer, type DrainPolicy } from './connections.ts';
 import { ShimMetrics } from './metrics.ts';
 import { DecisionStats } from './decision-stats.ts';
+import { UpgradeStats } from './upgrade-stats.ts';
 import { GodserverIntercept, isGodserverInit } from './godserver.ts';
 import { DEFAULT_SAILS_SDK_PARAMS, SocketRouter } from './socket-router.ts';
 import { buildAdminApp } from './admin.ts';
@@ -200,6 +201,7 @@ export async function startShim(options: ShimOptions): Promise<ShimHandle> {
   const log = o.log;
   const metrics = new ShimMetrics();
   const decisions = new DecisionStats();
+  const upgrades = new UpgradeStats();
   const registry = new ConnectionRegistry(metrics);
 
   let fileSource: FileFlagSource | undefined;
@@ -242,6 +244,7 @@ export async function startShim(options: ShimOptions): Promise<ShimHandle> {
     pool,
     registry,
     decisions,
+    upgrades,
   });
   const godserver = new GodserverIntercept({
     opts: {
@@ -307,6 +310,8 @@ export async function startShim(options: ShimOptions): Promise<ShimHandle> {
       pool,
       metrics,
       decisions,
+      upgrades,
+      syncUrl: o.syncUrl,
       mode: o.mode,
       pollingSessions: () => router.pollingSessions,
     });

@@ -36,6 +36,7 @@ import type { BifrostNode, BifrostNodePool } from './bifrost-nodes.ts';
 import type { ConnectionRegistry } from './connections.ts';
 import type { ShimMetrics } from './metrics.ts';
 import type { DecisionStats } from './decision-stats.ts';
+import type { UpgradeStats } from './upgrade-stats.ts';
 
 /** The SDK parameters Sails insists on, restored when missing (defaults: what sails.io.js 1.2.1 sends). */
 export const DEFAULT_SAILS_SDK_PARAMS: Readonly<Record<string, string>> = {
@@ -67,6 +68,8 @@ export interface SocketRouterDeps {
   pool: BifrostNodePool;
   registry: ConnectionRegistry;
   decisions: DecisionStats;
+  /** Upgrade outcomes over the last minutes (for `GET /api/rollout`). */
+  upgrades: UpgradeStats;
 }
 
 interface Destination {
@@ -446,6 +449,12 @@ export class SocketRouter {
 
   // ---------------------------------------------------------------- upgrades
 
+  /** One upgrade's outcome: the Prometheus counter and the recent window. */
+  private countUpgrade(backend: Route, outcome: 'ok' | 'rejected' | 'refused' | 'error' | 'aborted' | 'unavailable'): void {
+    this.deps.metrics.upgrades.inc({ backend, outcome });
+    this.deps.upgrades.record(backend, outcome);
+  }
+
   /** A WebSocket upgrade: to Sync unchanged off the socket.io path, else routed. */
   async handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { metrics, log, pool, opts } = this.deps;
@@ -481,7 +490,7 @@ export class SocketRouter {
           metrics.fallbacks.inc({ reason: 'no_eligible_node', action: opts.fallback });
           this.warnNoNode();
           if (opts.fallback === 'error') {
-            metrics.upgrades.inc({ backend: 'bifrost', outcome: 'unavailable' });
+            this.countUpgrade('bifrost', 'unavailable');
             writeHttpError(socket, 503, 'no Bifrost node available');
             return;
           }
@@ -492,7 +501,7 @@ export class SocketRouter {
       }
     }
     if (clientClosed) {
-      metrics.upgrades.inc({ backend: candidates[0]!.backend, outcome: 'aborted' });
+      this.countUpgrade(candidates[0]!.backend, 'aborted');
       return;
     }
 
@@ -505,7 +514,7 @@ export class SocketRouter {
         dest = c;
         break;
       } catch (err) {
-        metrics.upgrades.inc({ backend: c.backend, outcome: 'refused' });
+        this.countUpgrade(c.backend, 'refused');
         log.warn({ backend: c.backend, node: c.node?.id, err: (err as Error).message }, 'backend refused the connection');
         if (c.node) pool.markFailed(c.node);
       }
@@ -518,19 +527,19 @@ export class SocketRouter {
           conn = await connectTo(syncDest.target, opts.connectTimeoutMs);
           dest = syncDest;
         } catch (err) {
-          metrics.upgrades.inc({ backend: 'sync', outcome: 'refused' });
+          this.countUpgrade('sync', 'refused');
           log.warn({ err: (err as Error).message }, 'Sync refused the connection');
         }
       }
     }
     if (!conn || !dest) {
-      metrics.upgrades.inc({ backend: candidates[0]!.backend, outcome: 'unavailable' });
+      this.countUpgrade(candidates[0]!.backend, 'unavailable');
       writeHttpError(socket, candidates[0]!.backend === 'bifrost' && opts.fallback === 'error' ? 503 : 502, 'no backend accepted the connection');
       return;
     }
     if (clientClosed || socket.destroyed) {
       conn.destroy();
-      metrics.upgrades.inc({ backend: dest.backend, outcome: 'aborted' });
+      this.countUpgrade(dest.backend, 'aborted');
       return;
     }
     if (pinned) pinned.upgraded = true;
@@ -555,13 +564,13 @@ export class SocketRouter {
       try {
         conn = await connectTo(dest.target, opts.connectTimeoutMs);
       } catch (err) {
-        metrics.upgrades.inc({ backend: dest.backend, outcome: 'refused' });
+        this.countUpgrade(dest.backend, 'refused');
         writeHttpError(socket, 502, `${dest.backend} unreachable: ${(err as Error).message}`);
         return;
       }
       if (socket.destroyed) {
         conn.destroy();
-        metrics.upgrades.inc({ backend: dest.backend, outcome: 'aborted' });
+        this.countUpgrade(dest.backend, 'aborted');
         return;
       }
     }
@@ -569,10 +578,10 @@ export class SocketRouter {
     this.backendSockets.add(backendSocket);
     const id = randomUUID();
     let outcome: 'pending' | 'ok' | 'rejected' | 'error' | 'aborted' = 'pending';
-    const settle = (o: typeof outcome): void => {
+    const settle = (o: Exclude<typeof outcome, 'pending'>): void => {
       if (outcome !== 'pending') return;
       outcome = o;
-      metrics.upgrades.inc({ backend: dest.backend, outcome: o });
+      this.countUpgrade(dest.backend, o);
     };
     backendSocket.on('error', (err) => log.debug({ conn: id, err: err.message, backend: dest.backend }, 'backend socket error'));
     backendSocket.once('close', () => {

@@ -14,7 +14,7 @@ import { flagsFilePathFromEnv } from '../../proxy/flags-file.ts';
 import { stdoutTerminal } from '../migration/terminal.ts';
 import { CliError, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, printJson } from '../output.ts';
 import { openFlagTarget, parseBucketBy, parsePercent, type FlagTarget } from '../rollout/flag-target.ts';
-import { MetricsSampler } from '../rollout/metrics-window.ts';
+import { MetricsSampler, defaultSyncMetricsUrl } from '../rollout/metrics-window.ts';
 import { openRampStore } from '../rollout/open-ramp-store.ts';
 import { PlainRampReporter, TerminalRampReporter, type RampReporter } from '../rollout/progress-bar.ts';
 import { describePlan, formatDuration, parseCount, parseInterval, parseRate, parseSteps, type RampPlan } from '../rollout/ramp-plan.ts';
@@ -108,7 +108,7 @@ function rampSummary(d: RampDoc | null) {
 
 function registerStatus(rollout: Command): void {
   common(rollout.command('status'))
-    .description('Show the rollout: percent, bucket-by, live connections per backend and Bifrost node, decisions, and the ramp')
+    .description('Show the rollout: percent, bucket-by, live connections per backend and Bifrost node, decisions and upgrade failures per backend (totals and the last 5 minutes), and the ramp')
     .addHelpText(
       'after',
       `
@@ -203,6 +203,7 @@ interface RampOptions extends CommonOptions {
   minRequests: string;
   bucketBy?: string;
   gatewayUrl: string[];
+  syncMetricsUrl?: string;
   resume?: boolean;
   restart?: boolean;
 }
@@ -263,13 +264,15 @@ function registerRamp(rollout: Command): void {
     .option('--min-requests <n>', 'events a window needs before a rate or p99 can breach', '20')
     .option('--bucket-by <kind>', 'user or team (default: keep the flag\'s)')
     .option('--gateway-url <url>', 'a gateway whose /metrics to watch (repeatable; default: the shim\'s node list)', collect, [])
+    .option('--sync-metrics-url <url>', 'Sync\'s request metrics, the baseline for request errors and p99 (default: the shim\'s Sync URL + /__bifrost/metrics, else http://127.0.0.1:${SYNC_PORT||1337}/__bifrost/metrics; unreachable = no baseline)')
     .option('--resume', 'continue the unfinished ramp with its stored plan')
     .option('--restart', 'discard an unfinished ramp (not a running one) and start this plan')
     .addHelpText(
       'after',
       `
-Each step's percentage is applied, then the shim's and gateways' /metrics are sampled for
---interval; a breach rolls back to the last good step (or --rollback-to), asks the shim to
+Each step's percentage is applied, then the shim's and gateways' /metrics (and Sync's, the
+baseline) are sampled for --interval. When Sync carried at least --min-requests requests,
+request errors and p99 breach only when over the limit AND worse than Sync's; a breach rolls back to the last good step (or --rollback-to), asks the shim to
 drain, prints what breached with the numbers and exits 1. The ramp's state is kept in
 .bifrost/ramp.json (Redis when REDIS_URL is set): \`bifrost rollout pause|resume\` steer it from
 another terminal, a killed ramp continues where it stopped when the same command (or
@@ -283,6 +286,7 @@ Examples:
     .action(async (o: RampOptions) => {
       const plan = planFrom(o);
       const gatewayUrls = o.gatewayUrl.length ? o.gatewayUrl.map((u) => checkUrl('--gateway-url', u)) : undefined;
+      const sync = { url: o.syncMetricsUrl === undefined ? undefined : checkUrl('--sync-metrics-url', o.syncMetricsUrl), fallbackUrl: defaultSyncMetricsUrl() };
       const admin = adminClient(o);
       const flag = flagTarget(o);
       const store = rampStore(o);
@@ -301,7 +305,7 @@ Examples:
         const intervalMs = plan?.intervalMs ?? (await store.read())?.plan.intervalMs ?? 60_000;
         result = await runRamp(
           { plan, resume: o.resume === true, restart: o.restart === true },
-          { store, flag, admin, sampler: new MetricsSampler({ admin, gatewayUrls }), reporter: reporterFor(o.json, intervalMs), signal: ac.signal, leaseStaleMs: LEASE_STALE_MS },
+          { store, flag, admin, sampler: new MetricsSampler({ admin, gatewayUrls, sync }), reporter: reporterFor(o.json, intervalMs), signal: ac.signal, leaseStaleMs: LEASE_STALE_MS },
         );
       } finally {
         process.off('SIGINT', onSignal);

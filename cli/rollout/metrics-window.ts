@@ -1,13 +1,17 @@
 /**
  * What the ramp watches: the shim's `/metrics` (`bifrost_shim_upgrades_total`
- * by backend and outcome) and every gateway's `/metrics`
+ * by backend and outcome), every gateway's `/metrics`
  * (`bifrost_requests_total{protocol,service,status}`,
- * `bifrost_request_duration_seconds` histogram). `MetricsSampler` scrapes them
- * (gateway URLs from `--gateway-url`, else the shim's node list);
+ * `bifrost_request_duration_seconds` histogram) and, for the Sync baseline,
+ * Sync's `/__bifrost/metrics` (`sync_requests_total{status}`,
+ * `sync_request_duration_seconds`). `MetricsSampler` scrapes them (gateway
+ * URLs from `--gateway-url`, else the shim's node list; Sync's from
+ * `--sync-metrics-url`, else the shim's Sync URL, else SYNC_PORT);
  * `MetricsWindow` turns a series of scrapes into what happened between the
  * first and the last one of each source (counter deltas; a counter that went
  * down means its process restarted, and its current value is the delta).
  */
+import { FAILED_UPGRADE_OUTCOMES } from '../../proxy/upgrade-stats.ts';
 import { parsePrometheusText, type Sample } from '../migration/prometheus-text.ts';
 import { histogramQuantile, type CumulativeBucket } from './histogram-quantile.ts';
 import type { ShimAdminClient } from './shim-admin-client.ts';
@@ -17,17 +21,53 @@ export interface Scrape {
   at: number;
   sources: Map<string, Sample[]>;
   failures: { source: string; error: string }[];
+  /** The Sync metrics URL scraped (or tried), when the Sync baseline is on. */
+  syncMetricsUrl?: string;
 }
 
 export const SHIM_SOURCE = 'shim';
+/** The source name of Sync's metrics in a scrape. */
+export const SYNC_SOURCE = 'sync';
 
-/** Upgrade outcomes that count as failures (`aborted` is the client giving up). */
-export const FAILED_UPGRADE_OUTCOMES = new Set(['rejected', 'refused', 'error', 'unavailable']);
+/** Where Bifrost's endpoints live on Sync (the reference app's bridge hook serves metrics there). */
+export const SYNC_METRICS_PATH = '/__bifrost/metrics';
+
+/** Upgrade outcomes that count as failures (`aborted` is the client giving up); one definition with the shim's. */
+export { FAILED_UPGRADE_OUTCOMES };
+
+/** Sync's metrics URL when neither `--sync-metrics-url` nor the shim names Sync: `http://127.0.0.1:${SYNC_PORT || 1337}/__bifrost/metrics`. */
+export function defaultSyncMetricsUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return `http://127.0.0.1:${env.SYNC_PORT || 1337}${SYNC_METRICS_PATH}`;
+}
+
+/** Sync's metrics URL from its base URL (as the shim's `syncUrl`). */
+export function syncMetricsUrlOf(syncUrl: string): string {
+  return `${syncUrl.replace(/\/+$/, '')}${SYNC_METRICS_PATH}`;
+}
 
 export interface BackendUpgrades {
   total: number;
   failed: number;
   byOutcome: Record<string, number>;
+}
+
+/** Requests and latency from one kind of source (the gateways, or Sync). */
+export interface RequestFigures {
+  total: number;
+  errors: number;
+  byStatus: Record<string, number>;
+  latencyBuckets: CumulativeBucket[];
+  p99Ms: number | null;
+}
+
+/** Sync's side of the window, for the baseline. */
+export interface SyncBaseline extends RequestFigures {
+  /** Whether Sync's metrics were seen at least twice (a delta exists). */
+  measured: boolean;
+  /** The URL scraped; null when the baseline is off. */
+  url: string | null;
+  /** Why the last scrape of Sync failed, if it did. */
+  error: string | null;
 }
 
 export interface WindowSummary {
@@ -40,6 +80,8 @@ export interface WindowSummary {
   requests: { total: number; errors: number; byStatus: Record<string, number> };
   latencyBuckets: CumulativeBucket[];
   p99Ms: number | null;
+  /** Sync's requests and latency over the same window; absent when the Sync baseline is off. */
+  sync?: SyncBaseline;
 }
 
 export interface SamplerOptions {
@@ -47,6 +89,11 @@ export interface SamplerOptions {
   /** Fixed gateway base URLs; unset = the shim's node list. */
   gatewayUrls?: string[];
   timeoutMs?: number;
+  /**
+   * The Sync baseline: scrape Sync's metrics too. `url` fixed, else the
+   * shim's `syncUrl` + `/__bifrost/metrics`, else `fallbackUrl`. Unset: off.
+   */
+  sync?: { url?: string; fallbackUrl: string };
 }
 
 async function fetchText(url: string, timeoutMs: number): Promise<string> {
@@ -63,6 +110,8 @@ function errText(err: unknown): string {
 export class MetricsSampler {
   private readonly timeoutMs: number;
   private knownGateways: string[] = [];
+  /** Sync's URL as the shim's admin API last named it. */
+  private shimSyncUrl: string | undefined;
 
   constructor(private readonly opts: SamplerOptions) {
     this.timeoutMs = opts.timeoutMs ?? 3000;
@@ -77,15 +126,17 @@ export class MetricsSampler {
   async scrape(): Promise<Scrape> {
     const sources = new Map<string, Sample[]>();
     const failures: Scrape['failures'] = [];
-    const { admin } = this.opts;
-    if (!this.opts.gatewayUrls && admin) {
+    const { admin, sync } = this.opts;
+    if ((!this.opts.gatewayUrls || (sync && !sync.url)) && admin) {
       try {
         const snap = await admin.rollout();
-        this.knownGateways = snap.connections.nodes.map((n) => n.url.replace(/\/+$/, ''));
+        if (!this.opts.gatewayUrls) this.knownGateways = snap.connections.nodes.map((n) => n.url.replace(/\/+$/, ''));
+        if (snap.syncUrl) this.shimSyncUrl = snap.syncUrl;
       } catch (err) {
         failures.push({ source: 'shim node list', error: errText(err) });
       }
     }
+    const syncMetricsUrl = this.syncMetricsUrl ?? undefined;
     const jobs: Promise<void>[] = [];
     if (admin) {
       jobs.push(
@@ -103,8 +154,23 @@ export class MetricsSampler {
         ),
       );
     }
+    if (syncMetricsUrl) {
+      jobs.push(
+        fetchText(syncMetricsUrl, this.timeoutMs).then(
+          (t) => void sources.set(SYNC_SOURCE, parsePrometheusText(t)),
+          (err) => void failures.push({ source: SYNC_SOURCE, error: errText(err) }),
+        ),
+      );
+    }
     await Promise.all(jobs);
-    return { at: Date.now(), sources, failures };
+    return { at: Date.now(), sources, failures, ...(syncMetricsUrl ? { syncMetricsUrl } : {}) };
+  }
+
+  /** The Sync metrics URL the next scrape uses; null when the baseline is off. */
+  get syncMetricsUrl(): string | null {
+    const sync = this.opts.sync;
+    if (!sync) return null;
+    return sync.url ?? (this.shimSyncUrl ? syncMetricsUrlOf(this.shimSyncUrl) : sync.fallbackUrl);
   }
 }
 
@@ -134,16 +200,44 @@ export function isErrorStatus(status: string): boolean {
   return /^5\d\d$/.test(status) || status === 'serverError' || status === 'unavailable';
 }
 
+/** Adds one source's request counter and latency bucket deltas to running figures. */
+function addRequests(d: Sample[], names: { requests: string; buckets: string }, into: { total: number; errors: number; byStatus: Record<string, number> }, buckets: Map<number, number>): void {
+  for (const s of d) {
+    if (s.name === names.requests) {
+      const status = s.labels.status ?? 'unknown';
+      into.total += s.value;
+      into.byStatus[status] = (into.byStatus[status] ?? 0) + s.value;
+      if (isErrorStatus(status)) into.errors += s.value;
+    } else if (s.name === names.buckets) {
+      const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
+      if (!Number.isNaN(le)) buckets.set(le, (buckets.get(le) ?? 0) + s.value);
+    }
+  }
+}
+
+/** Sorted cumulative buckets and their p99 in ms. */
+function latencyOf(buckets: Map<number, number>): { latencyBuckets: CumulativeBucket[]; p99Ms: number | null } {
+  const latencyBuckets = [...buckets.entries()].map(([le, count]) => ({ le, count })).sort((a, b) => a.le - b.le);
+  const p99 = histogramQuantile(0.99, latencyBuckets);
+  return { latencyBuckets, p99Ms: p99 === null ? null : p99 * 1000 };
+}
+
+const GATEWAY_NAMES = { requests: 'bifrost_requests_total', buckets: 'bifrost_request_duration_seconds_bucket' };
+const SYNC_NAMES = { requests: 'sync_requests_total', buckets: 'sync_request_duration_seconds_bucket' };
+
 export class MetricsWindow {
   private readonly first = new Map<string, { at: number; samples: Sample[] }>();
   private readonly last = new Map<string, { at: number; samples: Sample[] }>();
   /** Scrapes added, and the most recent failures. */
   scrapes = 0;
   lastFailures: Scrape['failures'] = [];
+  /** The Sync metrics URL of the last scrape that had one (the Sync baseline is on). */
+  private syncMetricsUrl: string | null = null;
 
   add(scrape: Scrape): void {
     this.scrapes += 1;
     this.lastFailures = scrape.failures;
+    if (scrape.syncMetricsUrl) this.syncMetricsUrl = scrape.syncMetricsUrl;
     for (const [source, samples] of scrape.sources) {
       const entry = { at: scrape.at, samples };
       if (!this.first.has(source)) this.first.set(source, entry);
@@ -162,6 +256,9 @@ export class MetricsWindow {
       p99Ms: null,
     };
     const buckets = new Map<number, number>();
+    const sync = { total: 0, errors: 0, byStatus: {} as Record<string, number> };
+    const syncBuckets = new Map<number, number>();
+    let syncMeasured = false;
     for (const [source, first] of this.first) {
       const last = this.last.get(source)!;
       if (last === first) continue;
@@ -182,22 +279,19 @@ export class MetricsWindow {
         }
         continue;
       }
-      out.gatewaysMeasured += 1;
-      for (const s of d) {
-        if (s.name === 'bifrost_requests_total') {
-          const status = s.labels.status ?? 'unknown';
-          out.requests.total += s.value;
-          out.requests.byStatus[status] = (out.requests.byStatus[status] ?? 0) + s.value;
-          if (isErrorStatus(status)) out.requests.errors += s.value;
-        } else if (s.name === 'bifrost_request_duration_seconds_bucket') {
-          const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
-          if (!Number.isNaN(le)) buckets.set(le, (buckets.get(le) ?? 0) + s.value);
-        }
+      if (source === SYNC_SOURCE) {
+        syncMeasured = true;
+        addRequests(d, SYNC_NAMES, sync, syncBuckets);
+        continue;
       }
+      out.gatewaysMeasured += 1;
+      addRequests(d, GATEWAY_NAMES, out.requests, buckets);
     }
-    out.latencyBuckets = [...buckets.entries()].map(([le, count]) => ({ le, count })).sort((a, b) => a.le - b.le);
-    const p99 = histogramQuantile(0.99, out.latencyBuckets);
-    out.p99Ms = p99 === null ? null : p99 * 1000;
+    Object.assign(out, latencyOf(buckets));
+    if (this.syncMetricsUrl || syncMeasured) {
+      const failure = this.lastFailures.find((f) => f.source === SYNC_SOURCE);
+      out.sync = { measured: syncMeasured, url: this.syncMetricsUrl, error: failure?.error ?? null, ...sync, ...latencyOf(syncBuckets) };
+    }
     return out;
   }
 }

@@ -12,10 +12,16 @@
  * - `p99-latency`: the 99th percentile of `bifrost_request_duration_seconds`
  *   from the histogram's delta.
  *
+ * Requests and latency have Sync as a baseline when Sync's metrics were read
+ * (`sync_requests_total`, `sync_request_duration_seconds`, see
+ * `requestBaseline`) and Sync carried at least `minRequests` requests in the
+ * window: a breach then needs BOTH the absolute limit exceeded AND Bifrost
+ * worse than Sync (a higher error rate; a higher p99). Without Sync traffic,
+ * or when Sync's metrics cannot be read (the reading says why), the absolute
+ * limit alone applies.
+ *
  * A rate needs at least `minRequests` events in the window before it can
  * breach, so one unlucky request at a 1% step does not roll back a ramp.
- * Requests and latency have no Sync baseline: the reference Sync exposes no
- * request metrics, so those compare with the absolute limits only.
  */
 import type { WindowSummary } from './metrics-window.ts';
 
@@ -37,6 +43,8 @@ export interface GuardReading {
   limit: number | null;
   /** Sync's value measured the same way, when Sync carried traffic. */
   baseline: number | null;
+  /** Why a guard that can have a Sync baseline judged without one (set when the Bifrost side was judged). */
+  baselineSkipped?: string;
   /** Events the value is computed from. */
   events: number;
   breached: boolean;
@@ -45,6 +53,38 @@ export interface GuardReading {
 }
 
 const pct = (r: number): string => `${(r * 100).toFixed(r > 0 && r < 0.001 ? 3 : r < 0.1 ? 2 : 1)}%`;
+
+/** Sync's request figures usable as a baseline, or why there are none (null: the baseline is off). */
+export type RequestBaseline = { errorRate: number; errors: number; total: number; p99Ms: number | null; observed: number } | { skipped: string } | null;
+
+/** Sync's side of the window as a baseline: it needs Sync's metrics read twice and at least `minRequests` Sync requests. */
+export function requestBaseline(w: WindowSummary, minRequests: number): RequestBaseline {
+  const s = w.sync;
+  if (!s) return null;
+  if (!s.measured) {
+    if (s.error) return { skipped: `no Sync baseline: Sync metrics unreachable at ${s.url ?? '?'} (${s.error})` };
+    return { skipped: 'no Sync baseline: Sync metrics not read twice yet' };
+  }
+  if (s.total < minRequests || s.total === 0) return { skipped: `no Sync baseline: Sync carried ${s.total} requests (fewer than ${minRequests})` };
+  const observed = s.latencyBuckets.length ? s.latencyBuckets[s.latencyBuckets.length - 1]!.count : 0;
+  return { errorRate: s.errors / s.total, errors: s.errors, total: s.total, p99Ms: observed >= minRequests ? s.p99Ms : null, observed };
+}
+
+/**
+ * The rule for a figure with an optional Sync baseline: over the absolute
+ * limit, and (when Sync's figure exists) worse than Sync's.
+ */
+export function breachesWithBaseline(value: number, limit: number, baseline: number | null): boolean {
+  return value > limit && (baseline === null || value > baseline);
+}
+
+/** `> limit X and > Sync's Y`, `over limit X but not worse than Sync's Y: within`, `within limit X`. */
+function verdict(value: number, limit: number, baseline: number | null, fmt: (v: number) => string, syncDetail: string): string {
+  if (baseline === null) return `${value > limit ? '>' : 'within'} limit ${fmt(limit)}`;
+  if (value <= limit) return `within limit ${fmt(limit)} (Sync ${fmt(baseline)}${syncDetail})`;
+  if (value > baseline) return `> limit ${fmt(limit)} and > Sync's ${fmt(baseline)}${syncDetail}`;
+  return `over limit ${fmt(limit)} but not worse than Sync's ${fmt(baseline)}${syncDetail}: within`;
+}
 
 export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardReading[] {
   const out: GuardReading[] = [];
@@ -62,11 +102,25 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
     out.push({ guard: 'upgrade-failures', value: null, limit: limits.maxErrorRate, baseline: null, events: b.total, breached: false, text: `Bifrost upgrades: ${b.total} in the window (fewer than ${limits.minRequests}: not judged)` });
   }
 
+  const sb = requestBaseline(w, limits.minRequests);
+  const skipped = sb && 'skipped' in sb ? sb.skipped : undefined;
+  const note = skipped ? ` (${skipped})` : '';
   const r = w.requests;
   if (r.total >= limits.minRequests && r.total > 0) {
     const rate = r.errors / r.total;
-    const breached = rate > limits.maxErrorRate;
-    out.push({ guard: 'request-errors', value: rate, limit: limits.maxErrorRate, baseline: null, events: r.total, breached, text: `request error rate ${pct(rate)} (${r.errors} of ${r.total} requests: 5xx/serverError) ${breached ? '>' : 'within'} limit ${pct(limits.maxErrorRate)}` });
+    const baseline = sb && 'errorRate' in sb ? sb.errorRate : null;
+    const breached = breachesWithBaseline(rate, limits.maxErrorRate, baseline);
+    const syncDetail = sb && 'errorRate' in sb ? `, ${sb.errors} of ${sb.total} requests` : '';
+    out.push({
+      guard: 'request-errors',
+      value: rate,
+      limit: limits.maxErrorRate,
+      baseline,
+      ...(skipped ? { baselineSkipped: skipped } : {}),
+      events: r.total,
+      breached,
+      text: `request error rate ${pct(rate)} (${r.errors} of ${r.total} requests: 5xx/serverError) ${verdict(rate, limits.maxErrorRate, baseline, pct, syncDetail)}${note}`,
+    });
   } else {
     out.push({ guard: 'request-errors', value: null, limit: limits.maxErrorRate, baseline: null, events: r.total, breached: false, text: `requests: ${r.total} in the window (fewer than ${limits.minRequests}: not judged)` });
   }
@@ -74,8 +128,21 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
   const observed = w.latencyBuckets.length ? w.latencyBuckets[w.latencyBuckets.length - 1]!.count : 0;
   if (limits.maxP99Ms !== null) {
     if (observed >= limits.minRequests && w.p99Ms !== null) {
-      const breached = w.p99Ms > limits.maxP99Ms;
-      out.push({ guard: 'p99-latency', value: w.p99Ms, limit: limits.maxP99Ms, baseline: null, events: observed, breached, text: `p99 request latency ${w.p99Ms.toFixed(0)} ms over ${observed} requests ${breached ? '>' : 'within'} limit ${limits.maxP99Ms} ms` });
+      const baseline = sb && 'errorRate' in sb ? sb.p99Ms : null;
+      const breached = breachesWithBaseline(w.p99Ms, limits.maxP99Ms, baseline);
+      const ms = (v: number) => `${v.toFixed(0)} ms`;
+      const syncDetail = sb && 'errorRate' in sb ? ` over ${sb.observed} requests` : '';
+      const why = skipped ?? (sb && 'errorRate' in sb && baseline === null ? `no Sync baseline: Sync latency over ${sb.observed} requests (fewer than ${limits.minRequests})` : undefined);
+      out.push({
+        guard: 'p99-latency',
+        value: w.p99Ms,
+        limit: limits.maxP99Ms,
+        baseline,
+        ...(why ? { baselineSkipped: why } : {}),
+        events: observed,
+        breached,
+        text: `p99 request latency ${w.p99Ms.toFixed(0)} ms over ${observed} requests ${verdict(w.p99Ms, limits.maxP99Ms, baseline, ms, syncDetail)}${why ? ` (${why})` : ''}`,
+      });
     } else {
       out.push({ guard: 'p99-latency', value: null, limit: limits.maxP99Ms, baseline: null, events: observed, breached: false, text: `latency: ${observed} requests in the window (fewer than ${limits.minRequests}: not judged)` });
     }

@@ -20,7 +20,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CliError, EXIT_USAGE } from '../output.ts';
 import type { FlagTarget } from './flag-target.ts';
-import { MetricsWindow, type Scrape } from './metrics-window.ts';
+import { MetricsWindow, SYNC_SOURCE, type Scrape } from './metrics-window.ts';
 import type { RampReporter, RampView } from './progress-bar.ts';
 import { breaches, evaluateGuards, summarizeReadings, type GuardReading } from './ramp-guards.ts';
 import { describePlan, formatDuration, samePlan, type RampPlan } from './ramp-plan.ts';
@@ -113,6 +113,13 @@ export function describeStep(doc: Pick<RampDoc, 'plan' | 'stepIndex'>): string {
   return `step ${i + 1}/${n} (${doc.plan.steps[i]}%)`;
 }
 
+/** One line about where the Sync baseline comes from, or why it is skipped. */
+export function describeSyncBaseline(scrape: Scrape): string {
+  const failed = scrape.failures.find((f) => f.source === SYNC_SOURCE);
+  if (failed) return `Sync baseline skipped: Sync metrics unreachable at ${scrape.syncMetricsUrl} (${failed.error}); request errors and p99 are judged against the absolute limits only`;
+  return `Sync baseline: ${scrape.syncMetricsUrl} (request errors and p99 breach only when also worse than Sync's, once Sync carries --min-requests requests)`;
+}
+
 class Stop extends Error {
   constructor(
     readonly kind: 'stopped' | 'lost-lease',
@@ -176,6 +183,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
   const sampleEveryMs = deps.sampleEveryMs ?? clamp(plan.intervalMs / 6, 250, 15_000);
   const limits = { maxErrorRate: plan.maxErrorRate, maxP99Ms: plan.maxP99Ms, minRequests: plan.minRequests };
   let readings: GuardReading[] = [];
+  let baselineReported = false;
 
   const outcome = (kind: RampOutcomeKind, d: RampDoc, message: string, extra: Partial<RampOutcome> = {}): RampOutcome => ({
     kind,
@@ -232,7 +240,12 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       reporter.event(`${describeStep(doc)}: ${target}% of ${bucketBy === 'team' ? 'teams' : 'users'} on Bifrost; watching for ${formatDuration(plan.intervalMs - doc.stepElapsedMs)}`);
 
       const window = new MetricsWindow();
-      window.add(await deps.sampler.scrape());
+      const firstScrape = await deps.sampler.scrape();
+      window.add(firstScrape);
+      if (!baselineReported && firstScrape.syncMetricsUrl) {
+        baselineReported = true;
+        reporter.event(describeSyncBaseline(firstScrape));
+      }
       let lastTick = Date.now();
       let lastSample = lastTick;
       let wasPaused = doc.paused;

@@ -1,9 +1,10 @@
 /**
  * `bifrost rollout status`: gathers the flag as written (flags file or
  * LaunchDarkly), the shim's view (percent in force, live connections per
- * backend and per Bifrost node, routing decisions, upgrade outcomes per
- * backend from its /metrics) and the ramp's persisted state, then renders it
- * as tables or JSON.
+ * backend and per Bifrost node, routing decisions and upgrade outcomes per
+ * backend — totals since the shim started (upgrades from its /metrics) and
+ * over the last minutes (`recent` of `GET /api/rollout`) — and the ramp's
+ * persisted state, then renders it as tables or JSON.
  */
 import { parsePrometheusText } from '../migration/prometheus-text.ts';
 import { newTable, type Colors } from '../migration/terminal.ts';
@@ -69,6 +70,11 @@ export function describeRamp(r: NonNullable<RolloutStatus['ramp']>, c: Colors): 
   return `${c.cyan('running')}${paused} ${describePlan(r.plan)}: ${describeStep(r)}, ${formatDuration(Math.max(0, r.plan.intervalMs - r.stepElapsedMs))} left in step, ${formatDuration(r.timeLeftMs)} left in total — ${who}`;
 }
 
+/** `5 min`, `90 s`. */
+function windowText(seconds: number): string {
+  return seconds >= 60 && seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
+}
+
 export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): string {
   const lines: string[] = [];
   const label = (k: string) => c.bold(k.padEnd(9));
@@ -97,6 +103,17 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
     t.push([b, String(snap.connections[b]), String(snap.decisions[b]), u ? String(u.byOutcome.ok ?? 0) : '?', failed]);
   }
   lines.push(t.toString());
+  const recent = snap.recent;
+  if (recent) {
+    const r = newTable([`last ${windowText(recent.windowSeconds)}`, 'decisions', 'upgrades ok', 'upgrade failures', 'failure rate'], c, colorOn);
+    for (const b of ['sync', 'bifrost'] as const) {
+      const u = recent.upgrades[b];
+      const total = u.ok + u.failed;
+      const rate = total ? `${((u.failed / total) * 100).toFixed(1)}%` : '–';
+      r.push([b, String(recent.decisions[b]), String(u.ok), u.failed > 0 ? c.red(String(u.failed)) : '0', u.failed > 0 ? c.red(rate) : rate]);
+    }
+    lines.push(r.toString());
+  }
   if (snap.connections.nodes.length) {
     const n = newTable(['Bifrost node', 'url', 'live connections', 'load factor', 'state'], c, colorOn);
     for (const node of snap.connections.nodes) {
@@ -107,6 +124,6 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
   }
   const other = Object.entries(snap.decisions.byReason).filter(([k]) => k !== 'flag');
   if (other.length) lines.push(c.dim(`decisions not from the flag: ${other.map(([k, v]) => `${k} ${v}`).join(', ')}`));
-  lines.push(c.dim('counts are totals since the shim started'));
+  lines.push(c.dim(recent ? `first table: totals since the shim started; second: the last ${windowText(recent.windowSeconds)}` : 'counts are totals since the shim started'));
   return lines.join('\n') + '\n';
 }

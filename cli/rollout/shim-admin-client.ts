@@ -24,6 +24,17 @@ export interface ShimRolloutSnapshot {
   };
   drain: { policy: string; rate: number; queued: number; closed: number };
   flagReloads: { ok: number; errors: number; lastError: string | null };
+  /** Decisions and upgrade outcomes per backend over the last `windowSeconds` (absent from older shims). */
+  recent?: ShimRecentActivity;
+  /** Where the shim sends Sync traffic (absent from older shims). */
+  syncUrl?: string;
+}
+
+/** `recent` of `GET /api/rollout`. */
+export interface ShimRecentActivity {
+  windowSeconds: number;
+  decisions: { sync: number; bifrost: number };
+  upgrades: { sync: { ok: number; failed: number }; bifrost: { ok: number; failed: number } };
 }
 
 export interface DrainAnswer {

@@ -2,9 +2,11 @@
  * `bifrost rollout …` as an operator runs it, against `bifrost up` on random
  * ports, with the ramp state in the file store (`.bifrost/ramp.json`).
  */
+import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_TOKEN_SECRET, signAccessToken } from '../../gateway/token.ts';
+import { connectSocketIo4Client } from '../support/legacy-clients.ts';
 import { adminRollout, json, killAll, readJsonFile, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from './cli-rollout-harness.ts';
 
 const SERVICE_TOKEN = 'bifrost-dev-service-token';
@@ -106,6 +108,64 @@ describe('bifrost rollout set / status', () => {
     expect(flagsAfter!.flags['bifrost-sync-migration']!.salt).toBe(flagsBefore!.flags['bifrost-sync-migration']!.salt);
   }, 300_000);
 
+  it('shows decisions and upgrade outcomes per backend over the last minutes (shim `recent`, status table and --json)', async () => {
+    interface Recent {
+      windowSeconds: number;
+      decisions: { sync: number; bifrost: number };
+      upgrades: { sync: { ok: number; failed: number }; bifrost: { ok: number; failed: number } };
+    }
+    const recent = async () => ((await (await fetch(`${stack.info.adminUrl}/api/rollout`)).json()) as { recent: Recent }).recent;
+    expect((await cli(['set', '100', '--bucket-by', 'user'])).code).toBe(0);
+    await waitFor('the shim to apply 100%', async () => (await adminRollout(stack)).percent === 100, 10_000, 50);
+    const before = await recent();
+    expect(before.windowSeconds).toBe(300);
+
+    // A real client start-up through the shim: Godserver init (a decision), then the socket (a decision and an upgrade), on Bifrost.
+    const token = await signAccessToken(DEV_TOKEN_SECRET, { userId: 'u-recent', teamId: 't-recent' });
+    const init = await fetch(`${stack.info.shimUrl}/godserver/init`, { headers: { 'x-access-token': token } });
+    expect(init.headers.get('x-bifrost-route')).toBe('bifrost');
+    const { syncserver_url } = (await init.json()) as { syncserver_url: string };
+    const client = await connectSocketIo4Client({ url: syncserver_url, token });
+    await client.close();
+    // A socket upgrade Sync refuses (unknown engine.io session, no route token: routed to Sync): a failed Sync upgrade.
+    const shim = new URL(stack.info.shimUrl);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(Number(shim.port), shim.hostname, () => {
+        s.write(`GET /socket.io/?EIO=4&transport=websocket&sid=no-such-session HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      });
+      let data = '';
+      s.on('data', (d) => (data += d));
+      s.on('close', () => resolve(data));
+      s.on('error', reject);
+    });
+    expect(answer.split('\r\n')[0]).toMatch(/^HTTP\/1\.1 4\d\d /);
+
+    const after = await waitFor('the recent counts to move', async () => {
+      const r = await recent();
+      return r.upgrades.sync.failed > before.upgrades.sync.failed && r.upgrades.bifrost.ok > before.upgrades.bifrost.ok ? r : undefined;
+    }, 10_000, 50);
+    expect(after.decisions.bifrost - before.decisions.bifrost).toBeGreaterThanOrEqual(2);
+    expect(after.decisions.sync - before.decisions.sync).toBeGreaterThanOrEqual(1);
+    expect(after.upgrades.bifrost.ok - before.upgrades.bifrost.ok).toBe(1);
+    expect(after.upgrades.sync.failed - before.upgrades.sync.failed).toBe(1);
+
+    const status = await cli(['status', '--json']);
+    expect(status.code, status.stderr).toBe(0);
+    const s = json<{ shim: { recent: Recent; decisions: { sync: number; bifrost: number }; syncUrl: string } }>(status);
+    expect(s.shim.recent.windowSeconds).toBe(300);
+    expect(s.shim.recent.decisions.bifrost).toBeGreaterThanOrEqual(after.decisions.bifrost);
+    expect(s.shim.recent.upgrades.bifrost.ok).toBeGreaterThanOrEqual(after.upgrades.bifrost.ok);
+    expect(s.shim.recent.upgrades.sync.failed).toBeGreaterThanOrEqual(after.upgrades.sync.failed);
+    expect(s.shim.decisions.bifrost).toBeGreaterThanOrEqual(s.shim.recent.decisions.bifrost); // totals unchanged in shape
+    expect(s.shim.syncUrl).toBe(stack.info.syncUrl);
+
+    const table = await cli(['status']);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/last 5 min.*decisions.*upgrades ok.*upgrade failures/);
+    expect(table.stdout).toMatch(new RegExp(`bifrost\\s*│\\s*${s.shim.recent.decisions.bifrost}\\s*│\\s*${s.shim.recent.upgrades.bifrost.ok}\\s*│`));
+    expect((await cli(['set', '0'])).code).toBe(0);
+  }, 300_000);
+
   it('refuses bad usage with exit 2 and one clear line', async () => {
     const tooHigh = await cli(['set', '150']);
     expect(tooHigh.code).toBe(2);
@@ -139,7 +199,7 @@ describe('bifrost rollout ramp', () => {
     try {
       const ramp = await cli(['ramp', '--steps', '20,40', '--interval', '6s', '--min-requests', '3', '--max-error-rate', '0.01', '--json'], 180_000);
       expect(ramp.code, ramp.stderr).toBe(1);
-      const out = json<{ outcome: string; rolledBackTo: number; percent: number; breaches: { guard: string; value: number; limit: number; text: string }[]; applied: number[]; drain: { queued: number } | { error: string } }>(ramp);
+      const out = json<{ outcome: string; rolledBackTo: number; percent: number; breaches: { guard: string; value: number; limit: number; baseline: number | null; text: string }[]; applied: number[]; drain: { queued: number } | { error: string } }>(ramp);
       expect(out.outcome).toBe('rolled-back');
       expect(out.rolledBackTo).toBe(10);
       expect(out.percent).toBe(10);
@@ -150,6 +210,10 @@ describe('bifrost rollout ramp', () => {
       expect(b!.text).toMatch(/request error rate \d+(\.\d+)?% \(\d+ of \d+ requests/);
       expect(out.drain).toHaveProperty('queued');
       expect(ramp.stderr).toMatch(/guard breached at step 1\/2 \(20%\)/);
+      // Sync's metrics found through the shim's admin API (its syncUrl); Sync carried no requests, so the absolute limit alone applied.
+      expect(ramp.stderr).toContain(`Sync baseline: ${stack.info.syncUrl}/__bifrost/metrics`);
+      expect(b!.baseline).toBeNull();
+      expect(b!.text).toMatch(/\(no Sync baseline: Sync carried \d+ requests \(fewer than 3\)\)/);
     } finally {
       expect(await stopTraffic()).toBeGreaterThan(0);
     }
@@ -166,10 +230,13 @@ describe('bifrost rollout ramp', () => {
     expect((await cli(['set', '15'])).code).toBe(0);
     const stopTraffic = await startFailingTraffic();
     try {
-      const ramp = await cli(['ramp', '--steps', '30', '--interval', '6s', '--min-requests', '3', '--rollback-to', '0'], 180_000);
+      const ramp = await cli(['ramp', '--steps', '30', '--interval', '6s', '--min-requests', '3', '--rollback-to', '0', '--sync-metrics-url', 'http://127.0.0.1:9/__bifrost/metrics'], 180_000);
       expect(ramp.code, ramp.stderr).toBe(1);
       expect(ramp.stdout).toMatch(/rolled back to 0% \(--rollback-to\) after request-errors breached at step 1\/1 \(30%\)/);
       expect(ramp.stdout).toMatch(/breached request error rate/);
+      // An unreachable Sync: the baseline is skipped, and the output says so.
+      expect(ramp.stdout).toMatch(/Sync baseline skipped: Sync metrics unreachable at http:\/\/127\.0\.0\.1:9\/__bifrost\/metrics/);
+      expect(ramp.stdout).toMatch(/breached request error rate .* \(no Sync baseline: Sync metrics unreachable at http:\/\/127\.0\.0\.1:9\/__bifrost\/metrics/);
     } finally {
       await stopTraffic();
     }

@@ -293,6 +293,9 @@ describe('shim with real Sails backends', () => {
       });
       expect(res.split('\r\n')[0]).toBe('HTTP/1.1 503 Service Unavailable');
       expect(metricValue(await metricsText(strict.shim), 'bifrost_shim_upgrades_total', { backend: 'bifrost', outcome: 'unavailable' })).toBe(1);
+      // The same outcome in the admin API's recent window: one failed Bifrost upgrade, after one decision at init and one at the upgrade.
+      const recent = ((await (await fetch(`${strict.shim.adminUrl}/api/rollout`)).json()) as { recent: unknown }).recent;
+      expect(recent).toEqual({ windowSeconds: 300, decisions: { sync: 0, bifrost: 2 }, upgrades: { sync: { ok: 0, failed: 0 }, bifrost: { ok: 0, failed: 1 } } });
     } finally {
       await strict.shim.close();
     }

@@ -1,8 +1,8 @@
 /** The ramp's guards: p99 from histogram deltas, error rates, and Sync as a baseline. */
 import { describe, expect, it } from 'vitest';
 import { histogramQuantile } from '../../cli/rollout/histogram-quantile.ts';
-import { MetricsWindow, SHIM_SOURCE, isErrorStatus, type Scrape } from '../../cli/rollout/metrics-window.ts';
-import { evaluateGuards, summarizeReadings } from '../../cli/rollout/ramp-guards.ts';
+import { MetricsWindow, SHIM_SOURCE, SYNC_SOURCE, defaultSyncMetricsUrl, isErrorStatus, syncMetricsUrlOf, type Scrape, type SyncBaseline, type WindowSummary } from '../../cli/rollout/metrics-window.ts';
+import { breachesWithBaseline, evaluateGuards, requestBaseline, summarizeReadings } from '../../cli/rollout/ramp-guards.ts';
 import { parsePrometheusText } from '../../cli/migration/prometheus-text.ts';
 
 const GW = 'http://127.0.0.1:8080';
@@ -89,7 +89,7 @@ describe('MetricsWindow', () => {
 
 describe('evaluateGuards', () => {
   const limits = { maxErrorRate: 0.01, maxP99Ms: 250, minRequests: 20 };
-  const base = () => ({
+  const base = (): WindowSummary => ({
     durationMs: 1000,
     shimMeasured: true,
     gatewaysMeasured: 1,
@@ -133,5 +133,127 @@ describe('evaluateGuards', () => {
     const slow = { ...base(), latencyBuckets: [{ le: 0.5, count: 100 }, { le: Infinity, count: 100 }], p99Ms: 495 };
     expect(evaluateGuards(slow, limits).find((x) => x.guard === 'p99-latency')).toMatchObject({ breached: true, value: 495, limit: 250 });
     expect(evaluateGuards(slow, { ...limits, maxP99Ms: null }).some((x) => x.guard === 'p99-latency')).toBe(false);
+  });
+});
+
+function syncText(o: { ok: number; err500: number; notFound: number; buckets: Record<string, number> }): string {
+  const lines = [
+    '# TYPE sync_requests_total counter',
+    `sync_requests_total{status="200"} ${o.ok}`,
+    `sync_requests_total{status="500"} ${o.err500}`,
+    `sync_requests_total{status="404"} ${o.notFound}`,
+  ];
+  for (const [le, c] of Object.entries(o.buckets)) lines.push(`sync_request_duration_seconds_bucket{le="${le}"} ${c}`);
+  return lines.join('\n') + '\n';
+}
+
+describe('MetricsWindow with Sync as a baseline', () => {
+  const URL_ = 'http://127.0.0.1:1337/__bifrost/metrics';
+  const withSync = (at: number, text: string | null, error?: string): Scrape => {
+    const s = scrape(at, null, gatewayText({ ok: at, serverError: 0, upstream500: 0, buckets: {} }));
+    if (text !== null) s.sources.set(SYNC_SOURCE, parsePrometheusText(text));
+    if (error) s.failures.push({ source: SYNC_SOURCE, error });
+    return { ...s, syncMetricsUrl: URL_ };
+  };
+
+  it("reads Sync's requests, errors and p99 from its own counter and histogram deltas, apart from the gateways'", () => {
+    const w = new MetricsWindow();
+    w.add(withSync(0, syncText({ ok: 100, err500: 1, notFound: 5, buckets: { '0.05': 100, '0.5': 106, '+Inf': 106 } })));
+    w.add(withSync(1000, syncText({ ok: 190, err500: 3, notFound: 13, buckets: { '0.05': 190, '0.5': 206, '+Inf': 206 } })));
+    const s = w.summary();
+    expect(s.gatewaysMeasured).toBe(1); // Sync is not a gateway
+    expect(s.requests.total).toBe(1000); // the gateway's own delta only
+    expect(s.sync).toMatchObject({ measured: true, url: URL_, error: null, total: 100, errors: 2, byStatus: { '200': 90, '500': 2, '404': 8 } });
+    expect(s.sync!.p99Ms).toBeCloseTo(455, 0);
+  });
+
+  it('says why there is no Sync side: unreachable, or the baseline off', () => {
+    const w = new MetricsWindow();
+    w.add(withSync(0, null, 'connect ECONNREFUSED 127.0.0.1:1337'));
+    w.add(withSync(1000, null, 'connect ECONNREFUSED 127.0.0.1:1337'));
+    expect(w.summary().sync).toMatchObject({ measured: false, url: URL_, error: 'connect ECONNREFUSED 127.0.0.1:1337', total: 0 });
+    const off = new MetricsWindow();
+    off.add(scrape(0, null, gatewayText({ ok: 1, serverError: 0, upstream500: 0, buckets: {} })));
+    off.add(scrape(1, null, gatewayText({ ok: 2, serverError: 0, upstream500: 0, buckets: {} })));
+    expect(off.summary().sync).toBeUndefined();
+  });
+
+  it('derives the default Sync metrics URL from the shim or SYNC_PORT', () => {
+    expect(syncMetricsUrlOf('http://127.0.0.1:4000/')).toBe('http://127.0.0.1:4000/__bifrost/metrics');
+    expect(defaultSyncMetricsUrl({ SYNC_PORT: '4100' })).toBe('http://127.0.0.1:4100/__bifrost/metrics');
+    expect(defaultSyncMetricsUrl({})).toBe('http://127.0.0.1:1337/__bifrost/metrics');
+  });
+});
+
+describe('evaluateGuards with a Sync baseline (requests and p99)', () => {
+  const limits = { maxErrorRate: 0.01, maxP99Ms: 250, minRequests: 20 };
+  const sync = (o: Partial<SyncBaseline>): SyncBaseline => ({ measured: true, url: 'http://sync/__bifrost/metrics', error: null, total: 0, errors: 0, byStatus: {}, latencyBuckets: [], p99Ms: null, ...o });
+  const win = (o: Partial<WindowSummary>): WindowSummary => ({
+    durationMs: 1000,
+    shimMeasured: true,
+    gatewaysMeasured: 1,
+    upgrades: { sync: { total: 0, failed: 0, byOutcome: {} }, bifrost: { total: 0, failed: 0, byOutcome: {} } },
+    requests: { total: 200, errors: 10, byStatus: {} }, // 5.0%: over the 1% limit
+    latencyBuckets: [{ le: 0.5, count: 200 }, { le: Infinity, count: 200 }],
+    p99Ms: 400, // over 250 ms
+    ...o,
+  });
+  const reading = (w: WindowSummary, g: string) => evaluateGuards(w, limits).find((x) => x.guard === g)!;
+  const syncLatency = (p99Ms: number, count = 100) => ({ latencyBuckets: [{ le: 1, count }, { le: Infinity, count }], p99Ms });
+
+  it('the rule: over the absolute limit AND worse than Sync; without a Sync figure the limit alone', () => {
+    expect(breachesWithBaseline(0.05, 0.01, 0.02)).toBe(true);
+    expect(breachesWithBaseline(0.05, 0.01, 0.05)).toBe(false); // not worse than Sync
+    expect(breachesWithBaseline(0.05, 0.01, 0.08)).toBe(false);
+    expect(breachesWithBaseline(0.005, 0.01, 0)).toBe(false); // under the limit, even if worse than Sync
+    expect(breachesWithBaseline(0.05, 0.01, null)).toBe(true);
+  });
+
+  it('does not breach the error rate when Sync fails as much, and prints both numbers', () => {
+    const r = reading(win({ sync: sync({ total: 100, errors: 6, ...syncLatency(100) }) }), 'request-errors');
+    expect(r).toMatchObject({ breached: false, value: 0.05, baseline: 0.06 });
+    expect(r.text).toBe("request error rate 5.00% (10 of 200 requests: 5xx/serverError) over limit 1.00% but not worse than Sync's 6.00%, 6 of 100 requests: within");
+  });
+
+  it("breaches the error rate when over the limit and worse than Sync, with Sync's figure in the message", () => {
+    const r = reading(win({ sync: sync({ total: 400, errors: 4, ...syncLatency(100) }) }), 'request-errors');
+    expect(r).toMatchObject({ breached: true, value: 0.05, baseline: 0.01 });
+    expect(r.text).toBe("request error rate 5.00% (10 of 200 requests: 5xx/serverError) > limit 1.00% and > Sync's 1.00%, 4 of 400 requests");
+  });
+
+  it('judges p99 against Sync the same way', () => {
+    const slowToo = reading(win({ sync: sync({ total: 100, errors: 0, ...syncLatency(600) }) }), 'p99-latency');
+    expect(slowToo).toMatchObject({ breached: false, value: 400, baseline: 600 });
+    expect(slowToo.text).toBe("p99 request latency 400 ms over 200 requests over limit 250 ms but not worse than Sync's 600 ms over 100 requests: within");
+    const fastSync = reading(win({ sync: sync({ total: 100, errors: 0, ...syncLatency(40) }) }), 'p99-latency');
+    expect(fastSync).toMatchObject({ breached: true, value: 400, baseline: 40 });
+    expect(fastSync.text).toBe("p99 request latency 400 ms over 200 requests > limit 250 ms and > Sync's 40 ms over 100 requests");
+  });
+
+  it('applies the absolute limits alone when Sync carried fewer than --min-requests, and says so', () => {
+    const w = win({ sync: sync({ total: 5, errors: 5, ...syncLatency(900, 5) }) });
+    const e = reading(w, 'request-errors');
+    expect(e).toMatchObject({ breached: true, baseline: null, baselineSkipped: 'no Sync baseline: Sync carried 5 requests (fewer than 20)' });
+    expect(e.text).toBe('request error rate 5.00% (10 of 200 requests: 5xx/serverError) > limit 1.00% (no Sync baseline: Sync carried 5 requests (fewer than 20))');
+    expect(reading(w, 'p99-latency')).toMatchObject({ breached: true, baseline: null });
+  });
+
+  it("skips the baseline when Sync's metrics are unreachable, and the message says so", () => {
+    const w = win({ sync: sync({ measured: false, error: 'connect ECONNREFUSED 127.0.0.1:1337', url: 'http://127.0.0.1:1337/__bifrost/metrics' }) });
+    expect(requestBaseline(w, 20)).toEqual({ skipped: 'no Sync baseline: Sync metrics unreachable at http://127.0.0.1:1337/__bifrost/metrics (connect ECONNREFUSED 127.0.0.1:1337)' });
+    const e = reading(w, 'request-errors');
+    expect(e.breached).toBe(true);
+    expect(e.text).toMatch(/> limit 1\.00% \(no Sync baseline: Sync metrics unreachable at http:\/\/127\.0\.0\.1:1337\/__bifrost\/metrics/);
+    expect(reading(w, 'p99-latency').text).toMatch(/> limit 250 ms \(no Sync baseline: Sync metrics unreachable/);
+  });
+
+  it('keeps a within reading within, with Sync shown, and is unchanged when the baseline is off', () => {
+    const calm = reading(win({ requests: { total: 200, errors: 1, byStatus: {} }, sync: sync({ total: 100, errors: 0, ...syncLatency(100) }) }), 'request-errors');
+    expect(calm).toMatchObject({ breached: false, baseline: 0 });
+    expect(calm.text).toBe('request error rate 0.50% (1 of 200 requests: 5xx/serverError) within limit 1.00% (Sync 0.00%, 0 of 100 requests)');
+    const off = reading(win({}), 'request-errors');
+    expect(off).toMatchObject({ breached: true, baseline: null });
+    expect(off.baselineSkipped).toBeUndefined();
+    expect(off.text).toBe('request error rate 5.00% (10 of 200 requests: 5xx/serverError) > limit 1.00%');
   });
 });
