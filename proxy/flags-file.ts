@@ -23,6 +23,7 @@
  *
  * Writes are atomic: a temp file in the same directory, fsync, then rename.
  */
+import lockfile from 'proper-lockfile';
 import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
@@ -310,6 +311,28 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
 export async function writeRollout(file: string, rollout: Rollout): Promise<RolloutState> {
   const percent = validatePercent(rollout.percent);
   const bucketBy = validateBucketBy(rollout.bucketBy);
+  // Writers (the CLI, the admin API, the dashboard) read-modify-write the file:
+  // a short lock (`<file>.lock`, atomic mkdir) keeps two of them from losing an update.
+  await mkdir(dirname(file), { recursive: true });
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(file, {
+      realpath: false,
+      lockfilePath: `${file}.lock`,
+      stale: 10_000,
+      retries: { retries: 60, minTimeout: 5, maxTimeout: 100, factor: 1.3, randomize: true },
+    });
+  } catch (err) {
+    throw new FlagsFileError(`could not lock ${file} (${(err as Error).message}): another writer holds it; retry in a moment`);
+  }
+  try {
+    return await writeRolloutLocked(file, percent, bucketBy);
+  } finally {
+    await release().catch(() => {});
+  }
+}
+
+async function writeRolloutLocked(file: string, percent: number, bucketBy: BucketBy): Promise<RolloutState> {
   let current: FlagsFileJson = {};
   try {
     current = await readFlagsFile(file);

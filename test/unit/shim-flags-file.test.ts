@@ -109,3 +109,16 @@ describe('flags file', () => {
     expect(parseFlagsFile(JSON.stringify({ flags: { f: { key: 'f', on: true, variations: ['a'], fallthrough: { variation: 0 } } } })).flags?.f?.on).toBe(true);
   });
 });
+
+describe('concurrent writers', () => {
+  it('serialises read-modify-write so no update is lost (versions 2..21 all land)', async () => {
+    const file = join(dir, 'concurrent.json');
+    await writeRollout(file, { percent: 0, bucketBy: 'user' });
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => writeRollout(file, { percent: i + 1, bucketBy: 'user' })));
+    expect(results.map((r) => r.version).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2));
+    expect(new Set(results.map((r) => r.salt)).size).toBe(1);
+    const last = results.find((r) => r.version === 21)!;
+    expect((await readRollout(file)).percent).toBe(last.percent);
+    expect((await readdir(dir)).filter((n) => n.endsWith('.lock'))).toEqual([]);
+  });
+});
