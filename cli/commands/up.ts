@@ -25,6 +25,10 @@ Examples:
     )
     .action(async (o: { redis?: string; nodes: string; logLevel: string; json?: boolean }) => {
       const nodes = Number(o.nodes);
+      const unset = ['BIFROST_TOKEN_SECRET', 'BIFROST_SERVICE_TOKEN', 'BIFROST_ADMIN_TOKEN'].filter((k) => !process.env[k]);
+      if (unset.length) {
+        process.stderr.write(pc.yellow(`warning: ${unset.join(', ')} not set: using the built-in development secrets. Fine on a laptop; never in production.\n`));
+      }
       const opts = stackOptionsFromEnv(process.env, { redis: o.redis, nodes, logLevel: o.logLevel });
       if (!o.json) opts.onProgress = (m) => process.stderr.write(pc.dim(`… ${m}\n`));
       let stack;
