@@ -1,5 +1,6 @@
 /** One native `/ws` client: frames in, frames out, its subscriptions and limits. */
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import type { ClientConnection } from './client-connection.ts';
 import type { GatewayContext } from './context.ts';
@@ -21,6 +22,81 @@ import type { AccessClaims } from './token.ts';
 import type { StreamPosition } from './broker.ts';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const WS_OPEN = 1;
+
+/**
+ * Event frames, serialised and framed once per event per node. A server frame
+ * is not masked, so the WebSocket bytes (header + UTF-8 payload) are the same
+ * for every subscriber: they are built once and the same Buffer is written to
+ * each socket. The one-entry cache is keyed by the frame string, which the
+ * fan-out builds once per event and hands to every subscriber, so the check is
+ * almost always a pointer comparison.
+ */
+let lastFrameText: string | undefined;
+let lastFrameWire: Buffer | undefined;
+export function wireTextFrame(text: string): Buffer {
+  if (text === lastFrameText) return lastFrameWire!;
+  const len = Buffer.byteLength(text);
+  const head = len < 126 ? 2 : len < 65536 ? 4 : 10;
+  const buf = Buffer.allocUnsafe(head + len);
+  buf[0] = 0x81; // FIN + text
+  if (head === 2) buf[1] = len;
+  else if (head === 4) {
+    buf[1] = 126;
+    buf.writeUInt16BE(len, 2);
+  } else {
+    buf[1] = 127;
+    buf.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+    buf.writeUInt32BE(len >>> 0, 6);
+  }
+  buf.write(text, head, 'utf8');
+  lastFrameText = text;
+  lastFrameWire = buf;
+  return buf;
+}
+
+/**
+ * Write coalescing: event frames queued to a socket during one turn of the
+ * event loop are written together when the turn's I/O is done (setImmediate):
+ * one write for one frame, one writev (cork/uncork) for several. Under load a
+ * turn carries more Redis messages, so batching grows with the load and costs
+ * no latency when idle.
+ */
+// A connection is listed when its first frame of the turn is queued (again if
+// a reply flushed it in between: flushing an empty queue does nothing). Two
+// arrays take turns so a flush allocates nothing.
+let dirty: NativeConnection[] = [];
+let spare: NativeConnection[] = [];
+let flushScheduled = false;
+const NATIVE = { protocol: 'native' } as const;
+function flushDirty(): void {
+  flushScheduled = false;
+  const batch = dirty;
+  dirty = spare;
+  // One metric update per gateway per flush, not one per socket.
+  let counted: GatewayContext | undefined;
+  let events = 0;
+  for (const c of batch) {
+    const n = c.flushEvents();
+    if (n === 0) continue;
+    if (c.ctx !== counted) {
+      if (counted && events) counted.metrics.eventsDelivered.inc(NATIVE, events);
+      counted = c.ctx;
+      events = 0;
+    }
+    events += n;
+  }
+  if (counted && events) counted.metrics.eventsDelivered.inc(NATIVE, events);
+  batch.length = 0;
+  spare = batch;
+}
+function markDirty(c: NativeConnection): void {
+  dirty.push(c);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushDirty);
+  }
+}
 
 export class NativeConnection implements ClientConnection {
   readonly id = randomUUID();
@@ -34,9 +110,14 @@ export class NativeConnection implements ClientConnection {
   private closing = false;
   /** Set by the heartbeat: false until the next pong. */
   alive = true;
+  /** Event frames waiting for this turn's flush (see markDirty); the array is reused. */
+  private queuedFirst: Buffer | undefined;
+  private readonly queuedMore: Buffer[] = [];
+  private queuedBytes = 0;
+  private queuedEvents = 0;
 
   constructor(
-    private readonly ctx: GatewayContext,
+    readonly ctx: GatewayContext,
     private readonly ws: WebSocket,
     readonly claims: AccessClaims,
     private readonly token: string,
@@ -57,6 +138,8 @@ export class NativeConnection implements ClientConnection {
 
   /** Sends a frame unless the client is too far behind, in which case it is closed with 4008. */
   send(frame: string): void {
+    // Queued events go first: frames leave in the order they were sent.
+    if (this.queuedFirst) this.ctx.metrics.eventsDelivered.inc(NATIVE, this.flushEvents());
     if (this.closed || this.closing) return;
     if (this.ws.bufferedAmount + frame.length > this.ctx.opts.maxBufferedBytes) {
       this.ctx.metrics.slowConsumers.inc({ protocol: 'native' });
@@ -67,6 +150,61 @@ export class NativeConnection implements ClientConnection {
       return;
     }
     this.ws.send(frame);
+  }
+
+  /**
+   * Sends an event frame through the coalescing path: the frame's wire bytes
+   * are shared by every subscriber on this node and written to the socket at
+   * the end of the turn. Same slow-consumer rule as send().
+   */
+  sendEvent(frame: string): void {
+    if (this.closed || this.closing) return;
+    // The frames are written to the TCP socket directly. That is sound because
+    // the native endpoint never compresses and only sends text frames, so the
+    // ws sender never queues; anything else takes the ordinary path.
+    const socket = (this.ws as unknown as { _socket?: Socket })._socket;
+    if (this.ws.readyState !== WS_OPEN || !socket) {
+      this.send(frame);
+      this.ctx.metrics.eventsDelivered.inc(NATIVE);
+      return;
+    }
+    const wire = wireTextFrame(frame);
+    if (this.ws.bufferedAmount + this.queuedBytes + wire.length > this.ctx.opts.maxBufferedBytes) {
+      // After what was queued is written, send() closes it as a slow consumer (or sends the frame if it drained).
+      this.send(frame);
+      if (!this.closing) this.ctx.metrics.eventsDelivered.inc(NATIVE);
+      return;
+    }
+    if (!this.queuedFirst) {
+      this.queuedFirst = wire;
+      markDirty(this);
+    } else this.queuedMore.push(wire);
+    this.queuedBytes += wire.length;
+    this.queuedEvents++;
+  }
+
+  /** Writes the queued event frames (one write, or one writev for several); returns how many were written. */
+  flushEvents(): number {
+    const first = this.queuedFirst;
+    if (!first) return 0;
+    const events = this.queuedEvents;
+    this.queuedFirst = undefined;
+    this.queuedBytes = 0;
+    this.queuedEvents = 0;
+    const socket = (this.ws as unknown as { _socket?: Socket })._socket;
+    if (this.closed || this.closing || this.ws.readyState !== WS_OPEN || !socket || socket.destroyed) {
+      this.queuedMore.length = 0;
+      return 0;
+    }
+    if (this.queuedMore.length === 0) socket.write(first);
+    else {
+      socket.cork();
+      socket.write(first);
+      for (const b of this.queuedMore) socket.write(b);
+      socket.uncork();
+      this.queuedMore.length = 0;
+    }
+    return events;
   }
 
   private reply(id: FrameId | undefined, body: Record<string, unknown>): void {
@@ -144,10 +282,7 @@ export class NativeConnection implements ClientConnection {
     if (this.subs.size >= this.ctx.opts.maxTopicsPerConnection) {
       throw new GatewayError('badRequest', `a connection may hold at most ${this.ctx.opts.maxTopicsPerConnection} topics`);
     }
-    const sub = new TopicSubscription(topic, (_pub, frame) => {
-      this.send(frame());
-      this.ctx.metrics.eventsDelivered.inc({ protocol: 'native' });
-    });
+    const sub = new TopicSubscription(topic, (_pub, frame) => this.sendEvent(frame()));
     this.subs.set(topic, sub);
     try {
       await sub.start(this.ctx.fanout, this.ctx.broker, since, this.ctx.opts.historySize, ({ recovered, position }) => {
@@ -196,6 +331,7 @@ export class NativeConnection implements ClientConnection {
 
   private close(code: number, reason: string): void {
     if (this.closed || this.closing) return;
+    if (this.queuedFirst) this.ctx.metrics.eventsDelivered.inc(NATIVE, this.flushEvents());
     this.closing = true;
     this.ws.close(code, reason);
     // Do not wait forever for the client's close frame.
@@ -222,6 +358,8 @@ export class NativeConnection implements ClientConnection {
   private onClose(code: number): void {
     if (this.closed) return;
     this.closed = true;
+    this.queuedFirst = undefined;
+    this.queuedMore.length = 0;
     clearTimeout(this.expiryTimer);
     this.ctx.registry.remove(this);
     this.ctx.metrics.connections.dec({ protocol: 'native' });

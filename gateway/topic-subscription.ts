@@ -12,6 +12,12 @@ export type Emit = (pub: Publication, frame: () => string, data: () => unknown) 
 export class TopicSubscription implements TopicSink {
   private held: [Publication, () => string, () => unknown][] | null = [];
   private last: StreamPosition | undefined;
+  /**
+   * Set once a live event passed the duplicate check: the broker delivers a
+   * topic's live events to this node in order and once, so every later live
+   * event is newer and the per-socket offset comparison can be skipped.
+   */
+  private inOrder = false;
 
   constructor(
     readonly topic: string,
@@ -20,14 +26,19 @@ export class TopicSubscription implements TopicSink {
 
   deliver(pub: Publication, frame: () => string, data: () => unknown): void {
     if (this.held) this.held.push([pub, frame, data]);
-    else this.emitOnce(pub, frame, data);
+    else if (this.inOrder) {
+      this.last = pub;
+      this.emit(pub, frame, data);
+    } else if (this.emitOnce(pub, frame, data)) this.inOrder = true;
   }
 
-  private emitOnce(pub: Publication, frame: () => string, data: () => unknown): void {
+  /** Emits unless the event is at or before the last one emitted; says whether it did. */
+  private emitOnce(pub: Publication, frame: () => string, data: () => unknown): boolean {
     const last = this.last;
-    if (last && last.epoch === pub.epoch && compareOffsets(pub.offset, last.offset) <= 0) return;
-    this.last = { offset: pub.offset, epoch: pub.epoch };
+    if (last && last.epoch === pub.epoch && compareOffsets(pub.offset, last.offset) <= 0) return false;
+    this.last = pub; // a Publication is a position: no allocation per socket per event
     this.emit(pub, frame, data);
+    return true;
   }
 
   /**
@@ -62,6 +73,6 @@ export class TopicSubscription implements TopicSink {
     }
     const held = this.held ?? [];
     this.held = null;
-    for (const [p, f, d] of held) this.emitOnce(p, f, d);
+    for (const [p, f, d] of held) if (this.emitOnce(p, f, d)) this.inOrder = true;
   }
 }

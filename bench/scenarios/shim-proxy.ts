@@ -1,0 +1,128 @@
+/**
+ * Scenario 2, the shim in the socket path: a WebSocket echo server reached
+ * directly, through nginx, and through the shim (route token verified and the
+ * flag evaluated on every upgrade).
+ *  (a) C connections × F messages in flight (closed loop), 64-byte messages:
+ *      round trips/s, RTT p50/p99, the proxy's CPU µs per round trip;
+ *  (b) open N connections, K at a time: connections/s, p99 handshake, the
+ *      proxy's CPU µs per connection.
+ * The shim proxies only `/socket.io/`, so every client uses that path (the
+ * echo server accepts any path).
+ */
+import type { BenchContext } from '../run.ts';
+import type { ConnectResult } from '../harness/client-generator.ts';
+import type { LatencySummary } from '../harness/histogram.ts';
+import { CpuMeter } from '../harness/cpu.ts';
+import { sleep, stopAll } from '../harness/processes.ts';
+import { mean, pair, printTable, ratioText } from '../harness/report.ts';
+import { startPeerProcess } from '../systems/socketio.ts';
+import { ensureNginx, startNginx, type RunningNginx } from '../systems/nginx.ts';
+import { startShimProcess, type RunningShim } from '../systems/shim.ts';
+
+export interface ShimProxyOptions {
+  echoConnections: number;
+  inflight: number;
+  messageBytes: number;
+  echoSeconds: number;
+  openConnections: number;
+  openConcurrency: number;
+  reps: number;
+}
+
+interface PathResult {
+  path: string;
+  rep: number;
+  echo: { roundTrips: number; perSec: number; rtt: LatencySummary; proxyUs: number; proxyUsPerRoundTrip: number; echoServerUsPerRoundTrip: number };
+  open: ConnectResult & { proxyUs: number; proxyUsPerConnection: number };
+}
+
+export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promise<unknown> {
+  const echo = await startPeerProcess('echo', 'bench/systems/echo-server.ts', []);
+  let nginx: RunningNginx | undefined;
+  let shim: RunningShim | undefined;
+  let nginxSkipped: string | undefined;
+  try {
+    const echoUrl = `http://127.0.0.1:${echo.port}`;
+    const ng = ensureNginx(bc.log);
+    if ('bin' in ng) nginx = await startNginx(ng.bin, echo.port);
+    else nginxSkipped = ng.skipped;
+    if (nginxSkipped) bc.log(`shim-proxy: nginx skipped — ${nginxSkipped}`);
+    shim = await startShimProcess({ bifrostUrls: [echoUrl], syncUrl: echoUrl, fallback: 'error', nodeArgs: bc.serverNodeArgs('shim') });
+    // The shim polls /load once a second: let it see the echo node as eligible.
+    await sleep(1200);
+    const paths: { id: string; url: string; routeSecret?: string; pids: () => number[] }[] = [
+      { id: 'direct', url: `ws://127.0.0.1:${echo.port}/socket.io/`, pids: () => [] },
+      ...(nginx ? [{ id: 'nginx', url: `ws://127.0.0.1:${nginx.port}/socket.io/`, pids: nginx.pids }] : []),
+      { id: 'shim', url: shim.url.replace(/^http/, 'ws') + '/socket.io/', routeSecret: shim.routeSecret, pids: () => [shim!.child.pid] },
+    ];
+    const results: PathResult[] = [];
+    const echoCpu = new CpuMeter(() => [echo.child.pid]);
+    for (let rep = 1; rep <= o.reps; rep++) {
+      for (const p of paths) {
+        const proxy = new CpuMeter(p.pids);
+        const group = { protocol: 'raw' as const, url: p.url, count: o.echoConnections, routeSecret: p.routeSecret };
+        const c = await bc.generator.call<ConnectResult>('connect', { groups: [group], concurrency: 50 });
+        if (c.opened !== o.echoConnections) throw new Error(`shim-proxy ${p.id}: ${c.opened} of ${o.echoConnections} connections opened: ${JSON.stringify(c.errors)}`);
+        // Warm-up round trips, not recorded.
+        await bc.generator.call('echo', { durationMs: 1000, inflight: o.inflight, size: o.messageBytes });
+        proxy.begin();
+        echoCpu.begin();
+        const e = await bc.generator.call<{ roundTrips: number; perSec: number; durationMs: number; rtt: LatencySummary }>('echo', { durationMs: o.echoSeconds * 1000, inflight: o.inflight, size: o.messageBytes });
+        const pu = proxy.end().totalUs;
+        const eu = echoCpu.end().totalUs;
+        await bc.generator.call('closeAll');
+        await sleep(500);
+        proxy.begin();
+        const open = await bc.generator.call<ConnectResult>('connect', { groups: [{ ...group, count: o.openConnections }], concurrency: o.openConcurrency, timeoutMs: 20_000 });
+        const ou = proxy.end().totalUs;
+        await bc.generator.call('closeAll');
+        await sleep(1000);
+        const r: PathResult = {
+          path: p.id,
+          rep,
+          echo: { roundTrips: e.roundTrips, perSec: e.perSec, rtt: e.rtt, proxyUs: Math.round(pu), proxyUsPerRoundTrip: pu / e.roundTrips, echoServerUsPerRoundTrip: eu / e.roundTrips },
+          open: { ...open, proxyUs: Math.round(ou), proxyUsPerConnection: ou / Math.max(1, open.opened) },
+        };
+        results.push(r);
+        bc.log(
+          `  ${p.id} rep ${rep}: ${e.perSec} rt/s, rtt p50 ${e.rtt.p50} p99 ${e.rtt.p99} ms, proxy ${r.echo.proxyUsPerRoundTrip.toFixed(2)} µs/rt; ` +
+            `open ${open.opened}/${o.openConnections} at ${open.perSec}/s, p99 handshake ${open.handshake.p99} ms`,
+        );
+      }
+    }
+    const of = (id: string, f: (r: PathResult) => number): number[] => results.filter((r) => r.path === id).map(f);
+    printTable(
+      `The shim in the socket path (${o.echoConnections} connections × ${o.inflight} in flight, ${o.messageBytes}-byte messages; open ${o.openConnections}, ${o.openConcurrency} at a time) — both reps`,
+      ['path', 'round trips/s', 'RTT p50 ms', 'RTT p99 ms', 'proxy CPU µs/round trip', 'connections/s', 'handshake p99 ms', 'proxy CPU µs/connection'],
+      paths.map((p) => [
+        p.id,
+        pair(of(p.id, (r) => r.echo.perSec)),
+        pair(of(p.id, (r) => r.echo.rtt.p50)),
+        pair(of(p.id, (r) => r.echo.rtt.p99)),
+        p.id === 'direct' ? '— (no proxy)' : pair(of(p.id, (r) => r.echo.proxyUsPerRoundTrip)),
+        pair(of(p.id, (r) => r.open.perSec)),
+        pair(of(p.id, (r) => r.open.handshake.p99)),
+        p.id === 'direct' ? '—' : pair(of(p.id, (r) => r.open.proxyUsPerConnection)),
+      ]),
+    );
+    const ratios = nginx
+      ? {
+          cpuPerRoundTripShimVsNginx: mean(of('shim', (r) => r.echo.proxyUsPerRoundTrip)) / mean(of('nginx', (r) => r.echo.proxyUsPerRoundTrip)),
+          connectionRateShimVsNginx: mean(of('shim', (r) => r.open.perSec)) / mean(of('nginx', (r) => r.open.perSec)),
+        }
+      : undefined;
+    if (ratios) {
+      process.stdout.write(
+        `Shim CPU/round trip vs nginx:   ${ratioText(ratios.cpuPerRoundTripShimVsNginx, 1.0, 'max')}\n` +
+          `Shim connections/s vs nginx:    ${ratioText(ratios.connectionRateShimVsNginx, 0.9, 'min')}\n`,
+      );
+    } else {
+      process.stdout.write(`nginx rows skipped: ${nginxSkipped}\n`);
+    }
+    return { options: o, nginxSkipped, results, ratios };
+  } finally {
+    await bc.generator.call('closeAll').catch(() => undefined);
+    await stopAll([shim?.child, echo.child]);
+    await nginx?.stop();
+  }
+}
