@@ -29,7 +29,17 @@ export interface BifrostNode {
   lastPolledAt: number;
   /** Not chosen before this time (ms epoch) after a refused connection. */
   failedUntil: number;
+  /** Sockets this shim sent to the node since its last poll (the poll cannot know them yet). */
+  assignedSincePoll: number;
 }
+
+/**
+ * Load factors closer than this count as equal; between such nodes the one
+ * this shim sent fewer sockets to since the last poll wins. Without it a
+ * node whose last sample was a hair lower would take every socket until the
+ * next poll (a herd, seen in reconnect storms).
+ */
+export const LOAD_TIE = 0.05;
 
 export interface NodePoolOptions {
   urls: string[];
@@ -56,16 +66,25 @@ export function isEligible(node: BifrostNode, maxLoadFactor: number, now: number
  * Orders candidate nodes: the winner of two random choices first (lower load
  * factor; unknown load counts as 0.5), then the others by load, ascending.
  */
-export function orderByTwoRandomChoices<T extends Pick<BifrostNode, 'loadFactor'>>(nodes: T[], random: () => number = Math.random): T[] {
+export function orderByTwoRandomChoices<T extends Pick<BifrostNode, 'loadFactor'> & Partial<Pick<BifrostNode, 'assignedSincePoll'>>>(
+  nodes: T[],
+  random: () => number = Math.random,
+): T[] {
   if (nodes.length <= 1) return [...nodes];
   const load = (n: T): number => n.loadFactor ?? 0.5;
+  /** Negative when x is the better choice. */
+  const compare = (x: T, y: T): number => {
+    const d = load(x) - load(y);
+    if (Math.abs(d) > LOAD_TIE) return d;
+    return (x.assignedSincePoll ?? 0) - (y.assignedSincePoll ?? 0) || d;
+  };
   const i = Math.floor(random() * nodes.length);
   let j = Math.floor(random() * (nodes.length - 1));
   if (j >= i) j += 1;
   const a = nodes[i]!;
   const b = nodes[j]!;
-  const first = load(b) < load(a) ? b : a;
-  const rest = nodes.filter((n) => n !== first).sort((x, y) => load(x) - load(y));
+  const first = compare(b, a) < 0 ? b : a;
+  const rest = nodes.filter((n) => n !== first).sort(compare);
   return [first, ...rest];
 }
 
@@ -82,7 +101,7 @@ export class BifrostNodePool {
     this.random = opts.random ?? Math.random;
     this.nodes = opts.urls.map((url) => {
       const target = new URL(url);
-      return { url: url.replace(/\/+$/, ''), target, id: target.host, loadFactor: undefined, draining: false, reachable: undefined, lastPolledAt: 0, failedUntil: 0 };
+      return { url: url.replace(/\/+$/, ''), target, id: target.host, loadFactor: undefined, draining: false, reachable: undefined, lastPolledAt: 0, failedUntil: 0, assignedSincePoll: 0 };
     });
   }
 
@@ -97,7 +116,9 @@ export class BifrostNodePool {
   /** Candidates for a new socket, best first; empty when no node is eligible. */
   candidates(now: number = Date.now()): BifrostNode[] {
     const eligible = this.nodes.filter((n) => isEligible(n, this.maxLoadFactor, now));
-    return orderByTwoRandomChoices(eligible, this.random);
+    const ordered = orderByTwoRandomChoices(eligible, this.random);
+    if (ordered[0]) ordered[0].assignedSincePoll += 1;
+    return ordered;
   }
 
   /** Marks a node as having refused a connection: skipped for the failure penalty. */
@@ -120,6 +141,7 @@ export class BifrostNodePool {
       const text = await res.text();
       node.reachable = true;
       node.lastPolledAt = Date.now();
+      node.assignedSincePoll = 0;
       let doc: { loadFactor?: unknown; draining?: unknown; nodeId?: unknown; node?: unknown; id?: unknown } | undefined;
       try {
         doc = res.ok ? JSON.parse(text) : undefined;

@@ -3,7 +3,7 @@ import { isEligible, orderByTwoRandomChoices, type BifrostNode } from '../../pro
 
 function node(id: string, loadFactor: number | undefined, extra: Partial<BifrostNode> = {}): BifrostNode {
   const url = `http://127.0.0.1:1/${id}`;
-  return { url, target: new URL(url), id, loadFactor, draining: false, reachable: true, lastPolledAt: 0, failedUntil: 0, ...extra };
+  return { url, target: new URL(url), id, loadFactor, draining: false, reachable: true, lastPolledAt: 0, failedUntil: 0, assignedSincePoll: 0, ...extra };
 }
 
 /** A deterministic random source cycling through the given values. */
@@ -31,6 +31,22 @@ describe('Bifrost node choice', () => {
     expect(orderByTwoRandomChoices(nodes, seq(0, 0.1)).map((n) => n.id)).toEqual(['b', 'd', 'c', 'a']);
     // picks c (index 2) and a (index 0): c wins even though d is the global minimum.
     expect(orderByTwoRandomChoices(nodes, seq(0.5, 0)).map((n) => n.id)).toEqual(['c', 'd', 'b', 'a']);
+  });
+
+  it('spreads between nodes of nearly equal load by what this shim sent since the last poll (no herd)', () => {
+    const a = node('a', 0.3);
+    const b = node('b', 0.31);
+    const picks: Record<string, number> = { a: 0, b: 0 };
+    for (let k = 0; k < 40; k++) {
+      const [first] = orderByTwoRandomChoices([a, b], Math.random);
+      first!.assignedSincePoll += 1;
+      picks[first!.id]! += 1;
+    }
+    expect(Math.abs(picks.a! - picks.b!)).toBeLessThanOrEqual(1);
+    // A clearly hotter node still loses whatever was assigned.
+    const hot = node('hot', 0.9);
+    const cold = node('cold', 0.2, { assignedSincePoll: 50 });
+    expect(orderByTwoRandomChoices([hot, cold], Math.random)[0]!.id).toBe('cold');
   });
 
   it('never returns the same node twice and handles one or no node', () => {
