@@ -76,7 +76,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const ctx: GatewayContext = {
     opts,
     broker,
-    fanout: new TopicFanout(broker, (n) => void n),
+    fanout: new TopicFanout(broker),
     router: new ServiceRouter(broker, { timeoutMs: opts.upstreamTimeoutMs, maxResponseBytes: opts.maxUpstreamResponseBytes, nodeId: opts.nodeId }),
     registry,
     metrics,

@@ -21,10 +21,7 @@ interface TopicEntry {
 export class TopicFanout {
   private readonly topics = new Map<string, TopicEntry>();
 
-  constructor(
-    private readonly broker: Broker,
-    private readonly onDelivered: (count: number) => void = () => {},
-  ) {}
+  constructor(private readonly broker: Broker) {}
 
   /** Adds a sink; resolves once the broker delivers the topic's live events to this node. */
   async add(topic: string, sink: TopicSink): Promise<void> {
@@ -45,7 +42,6 @@ export class TopicFanout {
             return data;
           };
           for (const s of sinks) s.deliver(pub, frameOnce, dataOnce);
-          this.onDelivered(sinks.size);
         };
         entry = { sinks, handler, ready: this.broker.subscribe(topic, handler) };
         this.topics.set(topic, entry);
