@@ -120,6 +120,16 @@ async function connectClients(c: Cluster, pick: (i: number) => () => Promise<Nod
   }
 }
 
+/** Client i starts on the given node, then reconnects wherever `next` says. */
+function firstThen(start: GatewayProcess, next: () => Promise<NodeRef>): () => Promise<NodeRef> {
+  let first = true;
+  return async () => {
+    if (!first) return next();
+    first = false;
+    return { id: start.nodeId, url: start.publicUrl };
+  };
+}
+
 async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
@@ -139,17 +149,7 @@ describe('failure drills', () => {
       const n = reg[Math.floor(Math.random() * reg.length)]!;
       return { id: n.id, url: n.url };
     };
-    await connectClients(c, (i) => {
-      let first = true;
-      return async () => {
-        if (first) {
-          first = false;
-          const n = nodes[i % 3]!;
-          return { id: n.nodeId, url: n.publicUrl };
-        }
-        return randomLive();
-      };
-    });
+    await connectClients(c, (i) => firstThen(nodes[i % 3]!, randomLive));
     c.stopPublishing = startPublisher(c);
     await new Promise((r) => setTimeout(r, 1500));
     await nodes[2]!.stop('SIGKILL');
@@ -175,17 +175,7 @@ describe('failure drills', () => {
       reg.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
       return { id: reg[0]!.id, url: reg[0]!.url };
     };
-    await connectClients(c, (i) => {
-      let first = true;
-      return async () => {
-        if (first) {
-          first = false;
-          const n = nodes[i % 3]!;
-          return { id: n.nodeId, url: n.publicUrl };
-        }
-        return newest();
-      };
-    });
+    await connectClients(c, (i) => firstThen(nodes[i % 3]!, newest));
     c.stopPublishing = startPublisher(c);
 
     // Measure the reconnect rate at the gateways: opened connections per second, summed over nodes.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type http from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startUpstream, type Recorded } from '../support/upstream.ts';
-import { cleanEnv, json, killAll, runBifrost } from './cli-rollout-harness.ts';
+import { cleanEnv, json, killAll, runBifrost } from '../support/cli-stack.ts';
 
 const TOKEN = 'api-0123456789abcdef';
 const PROJECT = 'sync-platform';

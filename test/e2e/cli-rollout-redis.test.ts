@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { deletePrefix, testRedisUrl, uniquePrefix } from '../support/redis.ts';
-import { adminRollout, json, killAll, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from './cli-rollout-harness.ts';
+import { adminRollout, json, killAll, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from '../support/cli-stack.ts';
 
 interface RampDocLike {
   phase: string;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_TOKEN_SECRET, signAccessToken } from '../../gateway/token.ts';
 import { connectSocketIo4Client } from '../support/legacy-clients.ts';
-import { adminRollout, json, killAll, readJsonFile, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from './cli-rollout-harness.ts';
+import { adminRollout, json, killAll, readJsonFile, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from '../support/cli-stack.ts';
 
 const SERVICE_TOKEN = 'bifrost-dev-service-token';
 

@@ -4,7 +4,7 @@
  * and nothing a steady subscriber should have received is missing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { json, killAll, runBifrost, startStack, type Stack } from './cli-rollout-harness.ts';
+import { json, killAll, runBifrost, startStack, type Stack } from '../support/cli-stack.ts';
 
 let stack: Stack;
 beforeAll(async () => {

@@ -1,5 +1,5 @@
 /**
- * Running `bifrost` as users do, for the rollout tests: `bifrost up --json` on
+ * Running `bifrost` as users do (shared by the CLI e2e tests): `bifrost up --json` on
  * random ports in a temporary directory, CLI commands as child processes, and
  * cleanup that kills every process a test started (also when it fails).
  */
