@@ -23,31 +23,41 @@ export interface ClientConnection {
 
 export class ConnectionRegistry {
   private readonly byId = new Map<string, ClientConnection>();
-  private readonly byUser = new Map<string, Set<ClientConnection>>();
+  /** A user's connections: the connection itself while it is the only one (most users), a Set from the second on. */
+  private readonly byUser = new Map<string, ClientConnection | Set<ClientConnection>>();
 
   /** Adds a connection; one whose user is not known yet (legacy, before its first request) is indexed by id only. */
   add(c: ClientConnection): void {
     this.byId.set(c.id, c);
-    if (!c.claims.userId) return;
-    let s = this.byUser.get(c.claims.userId);
-    if (!s) this.byUser.set(c.claims.userId, (s = new Set()));
-    s.add(c);
+    this.indexUser(c);
   }
 
   /** Indexes a connection under its user once it is known. */
   identify(c: ClientConnection): void {
-    if (this.byId.get(c.id) !== c || !c.claims.userId) return;
-    let s = this.byUser.get(c.claims.userId);
-    if (!s) this.byUser.set(c.claims.userId, (s = new Set()));
-    s.add(c);
+    if (this.byId.get(c.id) !== c) return;
+    this.indexUser(c);
+  }
+
+  private indexUser(c: ClientConnection): void {
+    const user = c.claims.userId;
+    if (!user) return;
+    const held = this.byUser.get(user);
+    if (held === undefined) this.byUser.set(user, c);
+    else if (held instanceof Set) held.add(c);
+    else if (held !== c) this.byUser.set(user, new Set([held, c]));
   }
 
   remove(c: ClientConnection): void {
     if (this.byId.get(c.id) !== c) return;
     this.byId.delete(c.id);
-    const s = this.byUser.get(c.claims.userId);
-    s?.delete(c);
-    if (s && s.size === 0) this.byUser.delete(c.claims.userId);
+    const user = c.claims.userId;
+    const held = this.byUser.get(user);
+    if (held === c) this.byUser.delete(user);
+    else if (held instanceof Set) {
+      held.delete(c);
+      if (held.size === 1) this.byUser.set(user, held.values().next().value!);
+      else if (held.size === 0) this.byUser.delete(user);
+    }
   }
 
   find(sel: { userId?: string; connectionId?: string }): ClientConnection[] {
@@ -55,7 +65,10 @@ export class ConnectionRegistry {
       const c = this.byId.get(sel.connectionId);
       return c && (!sel.userId || c.claims.userId === sel.userId) ? [c] : [];
     }
-    if (sel.userId) return [...(this.byUser.get(sel.userId) ?? [])];
+    if (sel.userId) {
+      const held = this.byUser.get(sel.userId);
+      return held === undefined ? [] : held instanceof Set ? [...held] : [held];
+    }
     return [];
   }
 

@@ -1,5 +1,6 @@
 /** Prometheus metrics of one gateway node (`bifrost_*`, units in the names). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LOOP_SAMPLE_MS } from './load-factor.ts';
 
 /** Buckets (seconds) of `bifrost_request_duration_seconds`; Sync's `sync_request_duration_seconds` uses the same, so the ramp compares like with like. */
 export const REQUEST_DURATION_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -25,7 +26,7 @@ export class GatewayMetrics {
 
   constructor(nodeId: string, defaultMetrics = false) {
     this.registry.setDefaultLabels({ node: nodeId });
-    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'bifrost_process_' });
+    if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'bifrost_process_', eventLoopMonitoringPrecision: LOOP_SAMPLE_MS });
     const r = [this.registry];
     this.connections = new Gauge({ name: 'bifrost_connections', help: 'Open client connections', labelNames: ['protocol'], registers: r });
     this.connectionsOpened = new Counter({ name: 'bifrost_connections_opened_total', help: 'Client connections accepted', labelNames: ['protocol'], registers: r });

@@ -16,12 +16,12 @@ import {
   type ClientFrame,
   type FrameId,
 } from './native-protocol.ts';
+import type { Expiring, ExpiryWheel } from './expiry-wheel.ts';
 import { TokenBucket } from './rate-limiter.ts';
 import { TopicSubscription } from './topic-subscription.ts';
 import type { AccessClaims } from './token.ts';
 import type { StreamPosition } from './broker.ts';
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const WS_OPEN = 1;
 
 /**
@@ -98,13 +98,42 @@ function markDirty(c: NativeConnection): void {
   }
 }
 
-export class NativeConnection implements ClientConnection {
-  readonly id = randomUUID();
+/** What the native endpoint shares with its connections. */
+export interface NativeHost {
+  /** The open connections: a connection adds itself when created and removes itself when closed. */
+  readonly conns: Set<NativeConnection>;
+  readonly expiries: ExpiryWheel;
+}
+
+/**
+ * A copy of a string in one flat piece. `randomUUID()` returns a tree of
+ * concatenated pieces (about 500 bytes of heap for 36 characters), and a token
+ * cut out of the request URL keeps the whole URL alive: both are held for the
+ * connection's lifetime.
+ */
+function flatCopy(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
+}
+
+const NO_GRANTS: ReadonlySet<string> = new Set();
+
+/** The connection of a `ws` socket: its listeners are shared functions, not closures (see the constructor). */
+const CONN = Symbol('bifrost.nativeConnection');
+type ConnSocket = WebSocket & { [CONN]: NativeConnection };
+
+export class NativeConnection implements ClientConnection, Expiring {
+  readonly id = flatCopy(randomUUID());
   readonly protocol = 'native' as const;
-  private readonly subs = new Map<string, TopicSubscription>();
-  private readonly granted = new Set<string>();
-  private readonly bucket: TokenBucket;
-  private readonly expiryTimer: NodeJS.Timeout;
+  /**
+   * Per-connection state is created on first use (an idle connection holds no
+   * Map, Set, bucket or array of its own): idle sockets are most of a node's
+   * memory.
+   */
+  private subs: Map<string, TopicSubscription> | undefined;
+  private granted: Set<string> | undefined;
+  private bucket: TokenBucket | undefined;
+  private readonly token: string;
+  private readonly expiryKey: number;
   private closed = false;
   /** A close was started: nothing more is sent. */
   private closing = false;
@@ -112,7 +141,7 @@ export class NativeConnection implements ClientConnection {
   alive = true;
   /** Event frames waiting for this turn's flush (see markDirty); the array is reused. */
   private queuedFirst: Buffer | undefined;
-  private readonly queuedMore: Buffer[] = [];
+  private queuedMore: Buffer[] | undefined;
   private queuedBytes = 0;
   private queuedEvents = 0;
 
@@ -120,20 +149,39 @@ export class NativeConnection implements ClientConnection {
     readonly ctx: GatewayContext,
     private readonly ws: WebSocket,
     readonly claims: AccessClaims,
-    private readonly token: string,
+    token: string,
+    private readonly host: NativeHost,
   ) {
-    this.bucket = new TokenBucket(ctx.opts.opRatePerSec, ctx.opts.opBurst);
-    const untilExpiry = Math.min(MAX_TIMER_MS, Math.max(0, claims.exp * 1000 - Date.now()));
-    this.expiryTimer = setTimeout(() => this.disconnect('auth-expired'), untilExpiry);
-    this.expiryTimer.unref();
-    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
-    ws.on('pong', () => (this.alive = true));
-    ws.on('close', (code) => this.onClose(code));
-    ws.on('error', (err) => {
-      // ws closes the socket itself (1009 for an oversized frame, 1002 for a protocol error).
-      ctx.metrics.framesRejected.inc({ protocol: 'native', reason: (err as Error & { code?: string }).code ?? 'socket-error' });
-      ctx.log.debug({ err, conn: this.id }, 'native socket error');
-    });
+    this.token = flatCopy(token);
+    this.expiryKey = host.expiries.add(this, claims.exp);
+    host.conns.add(this);
+    (ws as ConnSocket)[CONN] = this;
+    ws.on('message', NativeConnection.onSocketMessage);
+    ws.on('pong', NativeConnection.onSocketPong);
+    ws.on('close', NativeConnection.onSocketClose);
+    ws.on('error', NativeConnection.onSocketError);
+  }
+
+  // The socket's listeners: one function each for every connection, called with the socket as `this`.
+  private static onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+    (this as ConnSocket)[CONN].onMessage(data, isBinary);
+  }
+  private static onSocketPong(this: WebSocket): void {
+    (this as ConnSocket)[CONN].alive = true;
+  }
+  private static onSocketClose(this: WebSocket, code: number): void {
+    (this as ConnSocket)[CONN].onClose(code);
+  }
+  private static onSocketError(this: WebSocket, err: Error): void {
+    // ws closes the socket itself (1009 for an oversized frame, 1002 for a protocol error).
+    const conn = (this as ConnSocket)[CONN];
+    conn.ctx.metrics.framesRejected.inc({ protocol: 'native', reason: (err as Error & { code?: string }).code ?? 'socket-error' });
+    conn.ctx.log.debug({ err, conn: conn.id }, 'native socket error');
+  }
+
+  /** The access token expired (called by the endpoint's expiry wheel). */
+  expire(): void {
+    this.disconnect('auth-expired');
   }
 
   /** Sends a frame unless the client is too far behind, in which case it is closed with 4008. */
@@ -178,7 +226,7 @@ export class NativeConnection implements ClientConnection {
     if (!this.queuedFirst) {
       this.queuedFirst = wire;
       markDirty(this);
-    } else this.queuedMore.push(wire);
+    } else (this.queuedMore ??= []).push(wire);
     this.queuedBytes += wire.length;
     this.queuedEvents++;
   }
@@ -192,17 +240,18 @@ export class NativeConnection implements ClientConnection {
     this.queuedBytes = 0;
     this.queuedEvents = 0;
     const socket = (this.ws as unknown as { _socket?: Socket })._socket;
+    const more = this.queuedMore;
     if (this.closed || this.closing || this.ws.readyState !== WS_OPEN || !socket || socket.destroyed) {
-      this.queuedMore.length = 0;
+      if (more) more.length = 0;
       return 0;
     }
-    if (this.queuedMore.length === 0) socket.write(first);
+    if (!more || more.length === 0) socket.write(first);
     else {
       socket.cork();
       socket.write(first);
-      for (const b of this.queuedMore) socket.write(b);
+      for (const b of more) socket.write(b);
       socket.uncork();
-      this.queuedMore.length = 0;
+      more.length = 0;
     }
     return events;
   }
@@ -219,7 +268,7 @@ export class NativeConnection implements ClientConnection {
 
   private onMessage(data: RawData, isBinary: boolean): void {
     if (this.closed) return;
-    if (!this.bucket.take()) {
+    if (!(this.bucket ??= new TokenBucket(this.ctx.opts.opRatePerSec, this.ctx.opts.opBurst)).take()) {
       this.ctx.metrics.framesRejected.inc({ protocol: 'native', reason: 'throttle' });
       this.send(errorFrame(undefined, 'throttleError', `more than ${this.ctx.opts.opRatePerSec} operations per second (burst ${this.ctx.opts.opBurst})`));
       return;
@@ -267,10 +316,11 @@ export class NativeConnection implements ClientConnection {
   }
 
   private async subscribe(topic: string, since: StreamPosition | undefined, id: FrameId | undefined, byServer: boolean): Promise<void> {
-    if (!byServer && !this.ctx.policy(this.claims, topic, this.granted)) {
+    if (!byServer && !this.ctx.policy(this.claims, topic, this.granted ?? NO_GRANTS)) {
       throw new GatewayError('forbiddenError', `not allowed to subscribe to ${topic}`);
     }
-    const existing = this.subs.get(topic);
+    const subs = (this.subs ??= new Map());
+    const existing = subs.get(topic);
     if (existing) {
       // Already subscribed: a re-subscribe with a position restarts the subscription from it.
       if (!since) {
@@ -279,32 +329,32 @@ export class NativeConnection implements ClientConnection {
       }
       await this.unsubscribe(topic);
     }
-    if (this.subs.size >= this.ctx.opts.maxTopicsPerConnection) {
+    if (subs.size >= this.ctx.opts.maxTopicsPerConnection) {
       throw new GatewayError('badRequest', `a connection may hold at most ${this.ctx.opts.maxTopicsPerConnection} topics`);
     }
     const sub = new TopicSubscription(topic, (_pub, frame) => this.sendEvent(frame()));
-    this.subs.set(topic, sub);
+    subs.set(topic, sub);
     try {
       await sub.start(this.ctx.fanout, this.ctx.broker, since, this.ctx.opts.historySize, ({ recovered, position }) => {
         if (since) this.ctx.metrics.recoveries.inc({ outcome: recovered ? 'recovered' : 'lost' });
         if (!byServer) this.reply(id, since ? { op: 'ok', recovered, position } : { op: 'ok', position });
       });
     } catch (err) {
-      if (this.subs.get(topic) === sub) this.subs.delete(topic);
+      if (subs.get(topic) === sub) subs.delete(topic);
       throw err instanceof GatewayError ? err : new GatewayError('serverError', `subscribe failed: broker unavailable (${(err as Error).message})`, 503);
     }
     if (this.closed) await this.ctx.fanout.remove(topic, sub);
   }
 
   private async unsubscribe(topic: string): Promise<void> {
-    const sub = this.subs.get(topic);
+    const sub = this.subs?.get(topic);
     if (!sub) return;
-    this.subs.delete(topic);
+    this.subs!.delete(topic);
     await this.ctx.fanout.remove(topic, sub);
   }
 
   grant(topic: string): void {
-    this.granted.add(topic);
+    (this.granted ??= new Set()).add(topic);
   }
 
   async serverSubscribe(topic: string): Promise<void> {
@@ -313,7 +363,7 @@ export class NativeConnection implements ClientConnection {
   }
 
   async serverUnsubscribe(topic: string): Promise<void> {
-    this.granted.delete(topic);
+    this.granted?.delete(topic);
     await this.unsubscribe(topic);
   }
 
@@ -359,12 +409,13 @@ export class NativeConnection implements ClientConnection {
     if (this.closed) return;
     this.closed = true;
     this.queuedFirst = undefined;
-    this.queuedMore.length = 0;
-    clearTimeout(this.expiryTimer);
+    this.queuedMore = undefined;
+    this.host.expiries.delete(this, this.expiryKey);
+    this.host.conns.delete(this);
     this.ctx.registry.remove(this);
     this.ctx.metrics.connections.dec({ protocol: 'native' });
     this.ctx.metrics.connectionsClosed.inc({ protocol: 'native', code: String(code) });
-    for (const [topic, sub] of this.subs) void this.ctx.fanout.remove(topic, sub);
-    this.subs.clear();
+    if (this.subs) for (const [topic, sub] of this.subs) void this.ctx.fanout.remove(topic, sub);
+    this.subs = undefined;
   }
 }

@@ -3,9 +3,13 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { GatewayContext } from './context.ts';
-import { NativeConnection } from './native-connection.ts';
+import { ExpiryWheel } from './expiry-wheel.ts';
+import { NativeConnection, type NativeHost } from './native-connection.ts';
 import { TokenError, verifyAccessToken } from './token.ts';
 import { refuseUpgrade } from './upgrade-refusal.ts';
+
+/** About how often the heartbeat sweep runs (each tick pings its share of the sockets). */
+const HEARTBEAT_TICK_MS = 1000;
 
 export function tokenFromRequest(req: IncomingMessage, url: URL): string | undefined {
   const auth = req.headers.authorization;
@@ -13,9 +17,15 @@ export function tokenFromRequest(req: IncomingMessage, url: URL): string | undef
   return url.searchParams.get('token') ?? (req.headers['x-access-token'] as string | undefined) ?? undefined;
 }
 
-export class NativeEndpoint {
+/** Listener for errors of a socket that is being upgraded or refused (one shared function, not one per socket). */
+function ignoreSocketError(): void {}
+
+export class NativeEndpoint implements NativeHost {
   private readonly wss: WebSocketServer;
-  private readonly conns = new Set<NativeConnection>();
+  /** Open native connections (each removes itself when it closes). */
+  readonly conns = new Set<NativeConnection>();
+  /** Access-token expiry of every connection, on one timer. */
+  readonly expiries = new ExpiryWheel();
   private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: GatewayContext) {
@@ -23,18 +33,37 @@ export class NativeEndpoint {
     this.wss.on('error', (err) => ctx.log.error({ err }, 'native websocket server error'));
   }
 
+  /**
+   * Heartbeat, spread over the ping interval: a tick about every second visits
+   * an equal share of the sockets, so each socket is pinged once per interval
+   * and a node holding 20,000 sockets never pings them all in one turn (one
+   * syscall each: tens of milliseconds during which no event is delivered).
+   */
   start(): void {
+    const interval = this.ctx.opts.pingIntervalMs;
+    const ticks = Math.max(1, Math.round(interval / HEARTBEAT_TICK_MS));
+    let sweep: Iterator<NativeConnection> | undefined;
     this.heartbeat = setInterval(() => {
-      for (const c of this.conns) c.heartbeat();
-    }, this.ctx.opts.pingIntervalMs);
+      // A Set iterator is live: sockets closed since skip themselves, new ones join this sweep.
+      for (let n = Math.ceil(this.conns.size / ticks); n > 0; n--) {
+        sweep ??= this.conns.values();
+        const next = sweep.next();
+        if (next.done) {
+          sweep = undefined;
+          break;
+        }
+        next.value.heartbeat();
+      }
+    }, interval / ticks);
     this.heartbeat.unref();
+    this.expiries.start();
   }
 
   /** Handles an upgrade for `/ws`; returns false for any other path. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const url = new URL(req.url ?? '/', 'http://gateway');
     if (url.pathname !== '/ws') return false;
-    socket.on('error', () => {});
+    socket.on('error', ignoreSocketError);
     void this.admit(req, socket, head, url);
     return true;
   }
@@ -64,9 +93,7 @@ export class NativeEndpoint {
     }
     if (socket.destroyed) return;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = new NativeConnection(ctx, ws, claims, token!);
-      this.conns.add(conn);
-      ws.once('close', () => this.conns.delete(conn));
+      const conn = new NativeConnection(ctx, ws, claims, token!, this);
       ctx.registry.add(conn);
       ctx.metrics.connections.inc({ protocol: 'native' });
       ctx.metrics.connectionsOpened.inc({ protocol: 'native' });
@@ -84,6 +111,7 @@ export class NativeEndpoint {
 
   close(): void {
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.expiries.stop();
     this.wss.close();
   }
 }

@@ -25,11 +25,16 @@ export class TokenError extends Error {
 }
 
 const encoder = new TextEncoder();
-const keyCache = new Map<string, Uint8Array>();
-function keyOf(secret: string): Uint8Array {
+/**
+ * One WebCrypto HMAC key per secret. jose imports a raw (Uint8Array) secret
+ * again on every sign and verify; importing it once takes that work off every
+ * connection's handshake.
+ */
+const keyCache = new Map<string, Promise<CryptoKey>>();
+function keyOf(secret: string): Promise<CryptoKey> {
   let k = keyCache.get(secret);
   if (!k) {
-    k = encoder.encode(secret);
+    k = crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
     keyCache.set(secret, k);
   }
   return k;
@@ -57,7 +62,7 @@ export async function signAccessToken(
     .setSubject(claims.userId)
     .setIssuedAt(now)
     .setExpirationTime(now + parseTtl(ttl))
-    .sign(keyOf(secret));
+    .sign(await keyOf(secret));
 }
 
 /**
@@ -68,7 +73,7 @@ export async function verifyAccessToken(secret: string, token: string | undefine
   if (!token) throw new TokenError('missing access token', 'missing');
   if (token.length > 8192) throw new TokenError('access token too long', 'malformed');
   try {
-    const { payload } = await jwtVerify(token, keyOf(secret), { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+    const { payload } = await jwtVerify(token, await keyOf(secret), { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
     const team = payload.team;
     if (typeof payload.sub !== 'string' || !payload.sub || typeof team !== 'string' || !team) {
       throw new TokenError('access token lacks the sub or team claim', 'claims');
