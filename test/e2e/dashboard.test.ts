@@ -10,7 +10,7 @@
  * control that loses its name fails here. Every process started is killed in
  * afterAll, also when a test fails.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,22 +20,13 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_TOKEN_SECRET, signAccessToken } from '../../gateway/token.ts';
 import { connectSailsIoClient, type LegacyClient } from '../support/legacy-clients.ts';
+import { cleanEnv, killAll, spawnBifrost, startStack, waitFor, type Running, type Stack, type StackInfo } from '../support/cli-stack.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(ROOT, 'bin/bifrost.mjs');
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = 'bifrost-dev-admin-token';
 const SCREENSHOT = join(ROOT, 'docs/dashboard.png');
 const USERS = ['ana', 'bo', 'chen', 'dee', 'eli', 'fox'];
-
-interface StackInfo {
-  shimUrl: string;
-  adminUrl: string;
-  syncUrl: string;
-  nodes: { nodeId: string; publicUrl: string; privateUrl: string }[];
-  flagsFile: string;
-  broker: string;
-}
 
 interface Rollout {
   percent: number | null;
@@ -57,63 +48,11 @@ function ensureChromium(): void {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) or run the tests as root`);
 }
 
-/** The environment of every child: no inherited ports, LaunchDarkly or Redis settings. */
-function childEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (/^(LD_|BIFROST_|REDIS_|SYNC_PORT$|FORCE_COLOR$)/.test(k)) delete env[k];
-  return { ...env, NO_COLOR: '1', LOG_LEVEL: 'error', ...extra };
-}
-
-const children = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-
-function startBifrost(args: string[], cwd: string, env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => {
-      children.delete(child);
-      resolve(code);
-    }),
-  );
-  return { child, exited, stdout: () => stdout, stderr: () => stderr };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await gone;
-  clearTimeout(t);
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
-
 let dir = '';
 let profile = '';
 let info: StackInfo;
-let stack: ReturnType<typeof startBifrost> | undefined;
-let ramp: ReturnType<typeof startBifrost> | undefined;
+let stack: Stack | undefined;
+let ramp: Running | undefined;
 let context: BrowserContext | undefined;
 let page: Page;
 const clients: LegacyClient[] = [];
@@ -184,32 +123,13 @@ async function message(): Promise<string> {
 describe('live migration dashboard (headless Chromium)', { timeout: 120_000 }, () => {
   beforeAll(async () => {
     ensureChromium();
-    dir = await mkdtemp(join(tmpdir(), 'bifrost-dashboard-'));
     profile = await mkdtemp(join(tmpdir(), 'bifrost-dashboard-chromium-'));
-    const env = childEnv({
-      BIFROST_SHIM_PORT: '0',
-      BIFROST_ADMIN_PORT: '0',
-      BIFROST_GATEWAY_PORT: '0',
-      BIFROST_PRIVATE_PORT: '0',
-      SYNC_PORT: '0',
-      BIFROST_FLAGS_FILE: join(dir, 'flags.json'),
-      BIFROST_MIGRATIONS_DIR: join(ROOT, 'migrations'),
-      BIFROST_PLAYBOOKS_DIR: join(ROOT, 'playbooks'),
-    });
-    stack = startBifrost(['up', '--json'], dir, env);
-    // One squad step done through the real CLI (the inventory check needs no stack), while the stack starts.
-    const check = startBifrost(['migrate', 'check', 'collections', 'inventory', '--json', '--migrations-dir', join(ROOT, 'migrations'), '--playbooks-dir', join(ROOT, 'playbooks')], dir, env);
-    const s = stack;
-    info = await waitFor<StackInfo>(
-      'bifrost up --json',
-      () => {
-        if (s.child.exitCode !== null) throw new Error(`bifrost up exited ${s.child.exitCode}: ${s.stderr()}`);
-        const out = s.stdout().trim();
-        return out.endsWith('}') ? (JSON.parse(out) as StackInfo) : undefined;
-      },
-      120_000,
-    );
-    expect(await check.exited, `bifrost migrate check failed: ${check.stderr()}`).toBe(0);
+    stack = await startStack('dashboard', { BIFROST_MIGRATIONS_DIR: join(ROOT, 'migrations'), BIFROST_PLAYBOOKS_DIR: join(ROOT, 'playbooks') });
+    dir = stack.dir;
+    info = stack.info;
+    // One squad step done through the real CLI (the inventory check needs no stack).
+    const check = spawnBifrost(['migrate', 'check', 'collections', 'inventory', '--json', '--migrations-dir', join(ROOT, 'migrations'), '--playbooks-dir', join(ROOT, 'playbooks')], { cwd: dir, env: stack.env });
+    expect((await check.exited).code, `bifrost migrate check failed: ${check.stderr()}`).toBe(0);
 
     for (const [i, userId] of USERS.entries()) {
       const token = await signAccessToken(DEV_TOKEN_SECRET, { userId, teamId: `team-${i % 3}` });
@@ -239,10 +159,8 @@ describe('live migration dashboard (headless Chromium)', { timeout: 120_000 }, (
   afterAll(async () => {
     await context?.close().catch(() => undefined);
     await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
-    if (ramp) await stop(ramp.child);
-    if (stack) await stop(stack.child);
-    for (const c of [...children]) await stop(c);
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await killAll(); // the ramp and any other CLI child
+    await stack?.stop(); // and its directory
     if (profile) await rm(profile, { recursive: true, force: true });
   }, 60_000);
 
@@ -340,7 +258,7 @@ describe('live migration dashboard (headless Chromium)', { timeout: 120_000 }, (
   it('shows a running ramp with its step, time left and guards, and pauses and resumes it', async () => {
     const adminPort = new URL(info.adminUrl).port;
     const first = splitPercent + 5;
-    ramp = startBifrost(['rollout', 'ramp', '--steps', `${first},${first + 5}`, '--interval', '10m'], dir, childEnv({ BIFROST_FLAGS_FILE: join(dir, 'flags.json'), BIFROST_ADMIN_PORT: adminPort }));
+    ramp = spawnBifrost(['rollout', 'ramp', '--steps', `${first},${first + 5}`, '--interval', '10m'], { cwd: dir, env: cleanEnv({ BIFROST_FLAGS_FILE: join(dir, 'flags.json'), BIFROST_ADMIN_PORT: adminPort }) });
     const rampState = page.locator('#ramp-state');
     await expect.poll(async () => (await rampState.textContent()) ?? '', { timeout: 30_000 }).toMatch(new RegExp(`running\\s*step 1/2 \\(${first}%\\)`));
     await pageMatchesApi();
@@ -374,7 +292,7 @@ describe('live migration dashboard (headless Chromium)', { timeout: 120_000 }, (
     expect(api.percent).toBe(0);
     await expect.poll(async () => (await page.locator('#ramp-state').textContent()) ?? '', { timeout: 10_000 }).toContain('rolled-back');
     // The ramp process notices on its next tick and stops without touching the flag again.
-    expect(await Promise.race([ramp!.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))])).toBe(1);
+    expect(await Promise.race([ramp!.exited.then((e) => e.code), new Promise((r) => setTimeout(() => r('still running'), 15_000))])).toBe(1);
     await new Promise((r) => setTimeout(r, 1800));
     expect((await rollout()).percent).toBe(0);
     const errors = (page as Page & { jsErrors?: string[] }).jsErrors ?? [];

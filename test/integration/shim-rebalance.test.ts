@@ -14,7 +14,8 @@ import { Server as SocketIoServer } from 'socket.io';
 import { io as ioV4 } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAccessToken } from '../../gateway/token.ts';
-import { startSyncReference, type SyncReference } from '../../legacy/sync-app.ts';
+import type { SyncReference } from '../../legacy/sync-app.ts';
+import { startMarkedSyncPair } from '../support/sync-pair.ts';
 import { silentLogger } from '../support/silent-logger.ts';
 import { connectSailsIoClient, SAILS_SDK_QUERY, type LegacyClient } from '../support/legacy-clients.ts';
 import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
@@ -26,25 +27,16 @@ let sync: SyncReference;
 let standin: SyncReference;
 let dir: string;
 
-async function seedMarker(app: SyncReference, name: string): Promise<void> {
-  const token = await signAccessToken(tokenSecret, { userId: 'seeder', teamId: 'seeders' });
-  const res = await fetch(`${app.url}/collection`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-access-token': token },
-    body: JSON.stringify({ id: 'marker', name, workspace: 'w', data: {} }),
-  });
-  expect(res.status).toBe(200);
-}
+let closePair: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  const start = () => startSyncReference({ port: 0, tokenSecret, log: silentLogger, bifrostPrivateUrl: undefined, env: {} });
-  [sync, standin] = await Promise.all([start(), start()]);
-  await seedMarker(sync, 'sync');
-  await seedMarker(standin, 'bifrost-standin');
+  let close: () => Promise<void>;
+  ({ sync, standin, close } = await startMarkedSyncPair(tokenSecret));
+  closePair = close;
   dir = await mkdtemp(join(tmpdir(), 'bifrost-shim-rebalance-'));
 });
 afterAll(async () => {
-  await Promise.all([sync?.close(), standin?.close()]);
+  await closePair?.();
   await rm(dir, { recursive: true, force: true });
 });
 
