@@ -49,6 +49,28 @@ describe('Bifrost node choice', () => {
     expect(orderByTwoRandomChoices([hot, cold], Math.random)[0]!.id).toBe('cold');
   });
 
+  it('does not herd a storm onto the less loaded of two nodes between polls: it gets more, not all', () => {
+    const a = node('a', 0.4);
+    const b = node('b', 0.5);
+    const picks: Record<string, number> = { a: 0, b: 0 };
+    for (let k = 0; k < 1000; k++) {
+      const [first] = orderByTwoRandomChoices([a, b], Math.random);
+      first!.assignedSincePoll += 1;
+      picks[first!.id]! += 1;
+    }
+    expect(picks.a).toBeGreaterThan(500);
+    expect(picks.a).toBeLessThan(600);
+    expect(picks.b).toBeGreaterThan(400);
+    // A node near its limit still gets nothing while the other has room.
+    const full = node('full', 0.99);
+    const roomy = node('roomy', 0.2);
+    for (let k = 0; k < 500; k++) {
+      const [first] = orderByTwoRandomChoices([full, roomy], Math.random);
+      first!.assignedSincePoll += 1;
+    }
+    expect(full.assignedSincePoll).toBe(0);
+  });
+
   it('never returns the same node twice and handles one or no node', () => {
     expect(orderByTwoRandomChoices([], Math.random)).toEqual([]);
     const one = [node('a', 0.3)];
