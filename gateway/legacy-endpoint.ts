@@ -3,12 +3,20 @@
  * speaking Sails virtual requests, so unchanged Sync clients can connect to
  * Bifrost. See docs/legacy-protocol.md.
  */
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Server as SocketIoServer } from 'socket.io';
 import type { GatewayContext } from './context.ts';
 import { LegacyConnection } from './legacy-connection.ts';
+import { refuseUpgrade } from './upgrade-refusal.ts';
 
 export const LEGACY_PATH = '/socket.io/';
+
+interface Refusal {
+  reason: 'draining' | 'overloaded';
+  message: string;
+  retryAfterSec: number;
+}
 
 export class LegacyEndpoint {
   private io: SocketIoServer | undefined;
@@ -24,18 +32,8 @@ export class LegacyEndpoint {
       destroyUpgrade: false,
       maxHttpBufferSize: ctx.opts.maxLegacyMessageBytes,
       cors: { origin: true, credentials: true },
-      allowRequest: (_req, cb) => {
-        if (ctx.isDraining()) {
-          ctx.metrics.upgradesRejected.inc({ protocol: 'legacy', reason: 'draining' });
-          return cb('node is draining', false);
-        }
-        if (ctx.load.current().loadFactor > 1) {
-          ctx.metrics.upgradesRejected.inc({ protocol: 'legacy', reason: 'overloaded' });
-          return cb('node overloaded', false);
-        }
-        cb(null, true);
-      },
     });
+    this.admitInFrontOfEngine(server);
     this.io.engine.on('connection_error', (err: { code: number; message: string }) => {
       ctx.log.debug({ code: err.code, message: err.message }, 'legacy handshake refused');
     });
@@ -44,6 +42,56 @@ export class LegacyEndpoint {
       ctx.metrics.connectionsOpened.inc({ protocol: 'legacy' });
       new LegacyConnection(ctx, socket);
     });
+  }
+
+  /**
+   * Admission for new legacy sessions, answered like the native endpoint's:
+   * 503 with `Retry-After` and a JSON error while the node drains or is over
+   * its load factor. engine.io's own `allowRequest` could only answer 400 or
+   * 403, so the check runs in front of the listeners engine.io installed on the
+   * HTTP server. Requests of an existing session (`sid`) are not affected.
+   */
+  private admitInFrontOfEngine(server: HttpServer): void {
+    const wrap = <T>(event: 'request' | 'upgrade', refuse: (req: IncomingMessage, target: T, why: Refusal) => void): void => {
+      const listeners = server.listeners(event) as ((...args: unknown[]) => void)[];
+      server.removeAllListeners(event);
+      server.on(event, (req: IncomingMessage, target: T, head?: Buffer) => {
+        const why = this.isNewSession(req) ? this.refusal() : undefined;
+        if (why) {
+          this.ctx.metrics.upgradesRejected.inc({ protocol: 'legacy', reason: why.reason });
+          refuse(req, target, why);
+          return;
+        }
+        for (const l of listeners) l.call(server, req, target, head);
+      });
+    };
+    wrap<ServerResponse>('request', (req, res, why) => {
+      const body = JSON.stringify({ error: { code: 'unavailable', message: why.message } });
+      const headers: Record<string, string> = { 'content-type': 'application/json', 'retry-after': String(why.retryAfterSec), connection: 'close' };
+      if (req.headers.origin) {
+        headers['access-control-allow-origin'] = req.headers.origin;
+        headers['access-control-allow-credentials'] = 'true';
+      }
+      res.writeHead(503, headers);
+      res.end(body);
+    });
+    wrap<Duplex>('upgrade', (_req, socket, why) => {
+      socket.on('error', () => {});
+      refuseUpgrade(socket, 503, 'unavailable', why.message, why.retryAfterSec);
+    });
+  }
+
+  /** A request that would open a new engine.io session (no `sid` yet) on the legacy path. */
+  private isNewSession(req: IncomingMessage): boolean {
+    const url = req.url ?? '';
+    return url.startsWith(LEGACY_PATH) && !/[?&]sid=/.test(url);
+  }
+
+  private refusal(): Refusal | undefined {
+    if (this.ctx.isDraining()) return { reason: 'draining', message: 'node is draining: connect to another node', retryAfterSec: 1 };
+    const load = this.ctx.load.current();
+    if (load.loadFactor > 1) return { reason: 'overloaded', message: `node overloaded (${load.binding} at ${load.dimensions[load.binding]} of target)`, retryAfterSec: 2 };
+    return undefined;
   }
 
   ownsUpgrade(req: IncomingMessage): boolean {

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
+import WebSocket from 'ws';
 import type { RunningGateway } from '../../gateway/gateway.ts';
 import { privateCall, startTestGateway, token } from '../support/gateway.ts';
 import { json, startUpstream } from '../support/upstream.ts';
@@ -113,6 +114,65 @@ describe('legacy drain', () => {
       expect(clients.every((s) => s.active)).toBe(true);
     } finally {
       await other.close();
+    }
+  });
+
+  it('refuses new sessions with 503 and Retry-After while overloaded or draining, polling and WebSocket alike, and counts them', async () => {
+    const rejected = async (g: RunningGateway, reason: string): Promise<number> => {
+      const text = await (await fetch(g.publicUrl + '/metrics')).text();
+      const m = new RegExp(`^bifrost_upgrades_rejected_total\\{[^}]*protocol="legacy"[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const pollingHandshake = (g: RunningGateway) => fetch(`${g.publicUrl}/socket.io/?EIO=4&transport=polling`, { headers: { origin: 'http://app.example' } });
+    const wsHandshake = (g: RunningGateway) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${g.publicUrl.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`);
+        ws.on('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0);
+          ws.terminate();
+        });
+        ws.on('open', () => {
+          resolve(101);
+          ws.close();
+        });
+        ws.on('error', () => undefined);
+      });
+
+    // Admitted on the healthy node.
+    const ok = await pollingHandshake(gw);
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toMatch(/"sid"/);
+    expect(await wsHandshake(gw)).toBe(101);
+
+    const hot = await startTestGateway({ loadInflate: { connections: 2 } });
+    try {
+      const res = await pollingHandshake(hot);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('2');
+      expect(res.headers.get('access-control-allow-origin')).toBe('http://app.example');
+      expect(await res.json()).toMatchObject({ error: { code: 'unavailable', message: expect.stringContaining('overloaded (connections') } });
+      expect(await wsHandshake(hot)).toBe(503);
+      expect(await rejected(hot, 'overloaded')).toBe(2);
+      // An unchanged client library keeps trying (it sees a connect error, not a refusal for good).
+      const s = io(hot.publicUrl, { transports: ['websocket'], forceNew: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
+      sockets.push(s);
+      await new Promise<void>((resolve) => s.once('connect_error', () => resolve()));
+      expect(s.active).toBe(true);
+      s.disconnect();
+    } finally {
+      await hot.close();
+    }
+
+    const draining = await startTestGateway({});
+    try {
+      await draining.drain(100);
+      const res = await pollingHandshake(draining);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+      expect(await res.json()).toMatchObject({ error: { code: 'unavailable', message: expect.stringContaining('draining') } });
+      expect(await rejected(draining, 'draining')).toBe(1);
+    } finally {
+      await draining.close();
     }
   });
 });
