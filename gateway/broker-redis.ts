@@ -226,6 +226,12 @@ export class RedisBroker implements Broker {
       if (this.subReadyOnce) this.recoverAllTopics();
       this.subReadyOnce = true;
     });
+    // Cluster: a shard's subscriber connection is replaced inside ioredis (its
+    // sharded-subscriber group re-subscribes by itself), and the group says
+    // `subscribersReady` when it is done. Replay what the node may have missed
+    // meanwhile; delivery drops anything already delivered, so recovering every
+    // topic when only one shard dropped is safe.
+    if (this.sharded) this.sub.on('subscribersReady', () => this.recoverAllTopics());
     void this.sub.subscribe(this.controlChannel).catch((err) => this.warn('control channel subscribe failed', err));
   }
 

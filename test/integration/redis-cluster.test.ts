@@ -68,4 +68,24 @@ describe('Redis Cluster broker', () => {
     // Classic (cluster-wide) pub/sub carries no topic traffic.
     for (const n of cluster.nodes) expect(cli(n.port, 'pubsub', 'channels', 'cl:c:*')).toBe('');
   });
+
+  it('replays, in order, what a node missed while its shard subscriber was reconnecting', async () => {
+    const topic = 'team:foxtrot';
+    const c = await NativeClient.connect(b.publicUrl, await token('u-gap', 'foxtrot'));
+    clients.push(c);
+    await c.call({ op: 'subscribe', topic });
+    const pub = (n: number) => privateCall(a.privateUrl, 'POST', '/v1/publish', { topic, event: 'e', data: n });
+    expect((await pub(0)).status).toBe(200);
+    await c.waitEvents(1);
+    // Cut the sharded pub/sub connections on the topic's shard; node a keeps publishing meanwhile.
+    const slot = cli(cluster.nodes[0]!.port, 'cluster', 'keyslot', `cl:s:{${topic}}`);
+    const owner = cluster.nodes.find((n) => cli(n.port, 'cluster', 'countkeysinslot', slot) !== '0')!;
+    cli(owner.port, 'client', 'kill', 'type', 'pubsub');
+    for (let i = 1; i <= 50; i++) expect((await pub(i)).status).toBe(200);
+    await c.waitEvents(51, 15_000);
+    for (let i = 51; i <= 60; i++) await pub(i);
+    await c.waitEvents(61, 15_000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.events.map((e) => e.data)).toEqual(Array.from({ length: 61 }, (_, i) => i));
+  });
 });
