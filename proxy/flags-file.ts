@@ -283,17 +283,23 @@ export async function readRollout(file: string): Promise<RolloutState> {
   return rolloutOfFlag(flag);
 }
 
-/** Writes text to `file` atomically: temp file in the same directory, fsync, rename. */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
+/** Writes text to a new temp file next to `file`, fsynced; returns its path. */
+async function writeTempBeside(file: string, text: string): Promise<string> {
   await mkdir(dirname(file), { recursive: true });
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', 0o644);
+  const fh = await open(tmp, 'wx', 0o644);
   try {
     await fh.writeFile(text, 'utf8');
     await fh.sync();
   } finally {
     await fh.close();
   }
+  return tmp;
+}
+
+/** Writes text to `file` atomically: temp file in the same directory, fsync, rename. */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = await writeTempBeside(file, text);
   try {
     await rename(tmp, file);
   } catch (err) {
@@ -365,15 +371,7 @@ export async function ensureFlagsFile(file: string): Promise<boolean> {
   const text = JSON.stringify({ flags: { [FLAG_KEY]: flag } }, null, 2) + '\n';
   // Write a temp file, then hard-link it into place: link() fails if the file
   // appeared meanwhile, so a file someone else wrote is never clobbered.
-  await mkdir(dirname(file), { recursive: true });
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  const tmp = await writeTempBeside(file, text);
   try {
     await link(tmp, file);
     return true;
