@@ -210,6 +210,10 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     return doc;
   };
 
+  /** Persists the current readings, so the dashboard shows what the ramp decides on. */
+  const publishReadings = (since: number): Promise<RampDoc> =>
+    mine((cur) => ({ ...cur, readings: { stepIndex: cur.stepIndex, since, at: Date.now(), guards: readings } }));
+
   const view = (): RampView => ({
     stepIndex: doc.stepIndex,
     steps: plan.steps,
@@ -240,8 +244,11 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       reporter.event(`${describeStep(doc)}: ${target}% of ${bucketBy === 'team' ? 'teams' : 'users'} on Bifrost; watching for ${formatDuration(plan.intervalMs - doc.stepElapsedMs)}`);
 
       const window = new MetricsWindow();
+      const windowSince = Date.now();
       const firstScrape = await deps.sampler.scrape();
       window.add(firstScrape);
+      readings = evaluateGuards(window.summary(), limits);
+      await publishReadings(windowSince);
       if (!baselineReported && firstScrape.syncMetricsUrl) {
         baselineReported = true;
         reporter.event(describeSyncBaseline(firstScrape));
@@ -282,6 +289,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
           window.add(await deps.sampler.scrape());
           const summary = window.summary();
           readings = evaluateGuards(summary, limits);
+          await publishReadings(windowSince);
           const bad = breaches(readings);
           if (stepDone && bad.length === 0 && !summary.shimMeasured && summary.gatewaysMeasured === 0) {
             const why = window.lastFailures.map((f) => `${f.source}: ${f.error}`).join('; ') || 'no metrics sources';

@@ -61,9 +61,24 @@ export interface RampDoc {
   outcome: string | null;
   /** The guard readings that breached (rolled back by a guard). */
   breaches: GuardReading[];
+  /**
+   * The running ramp's latest guard readings for the current step: what it
+   * decides on (Sync as a baseline included). Written at each sample, so the
+   * dashboard shows the ramp's own numbers. Absent in files from older versions.
+   */
+  readings?: StepReadings | null;
   owner: RampLease | null;
   /** The last events, newest last (bounded). */
   history: RampEvent[];
+}
+
+export interface StepReadings {
+  /** The step they belong to. */
+  stepIndex: number;
+  /** ms epoch: when the step's metrics window began, and when these were evaluated. */
+  since: number;
+  at: number;
+  guards: GuardReading[];
 }
 
 export const HISTORY_LIMIT = 50;

@@ -109,6 +109,15 @@ export interface RampSection extends RampView {
   guards: GuardReading[];
   /** ms epoch since when the guards were measured (null: not running). */
   guardsSince: number | null;
+  /**
+   * Whose numbers the guards are: `ramp` = the running ramp's own readings
+   * (what it decides on, with Sync as a baseline); `dashboard` = measured here
+   * the same way, absolute limits only (no live ramp process has published
+   * readings for this step); `outcome` = the breaches a finished ramp recorded.
+   */
+  guardsSource: 'ramp' | 'dashboard' | 'outcome';
+  /** ms epoch of the ramp's readings (source `ramp`). */
+  guardsAt: number | null;
 }
 
 export interface DashboardSnapshot {
@@ -326,6 +335,12 @@ export class DashboardSampler {
     const view = rampView(doc, now);
     let guards: GuardReading[] = [];
     let since: number | null = null;
+    const published = doc.readings;
+    if (doc.phase === 'running' && view.ownerAlive && published && published.stepIndex === doc.stepIndex && published.guards.length > 0) {
+      this.guard = undefined;
+      this.heavy.ramp = { ...view, guards: published.guards, guardsSince: published.since, guardsSource: 'ramp', guardsAt: published.at };
+      return;
+    }
     if (doc.phase === 'running') {
       const key = `${doc.id}:${doc.stepIndex}`;
       if (!this.guard || this.guard.key !== key) this.guard = { key, since: now, window: new MetricsWindow() };
@@ -336,7 +351,7 @@ export class DashboardSampler {
       this.guard = undefined;
       guards = doc.breaches;
     }
-    this.heavy.ramp = { ...view, guards, guardsSince: since };
+    this.heavy.ramp = { ...view, guards, guardsSince: since, guardsSource: doc.phase === 'running' ? 'dashboard' : 'outcome', guardsAt: null };
   }
 
   /** The shim's own metrics plus every node's `/metrics`, as the ramp runner samples them. */

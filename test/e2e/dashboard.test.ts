@@ -265,6 +265,11 @@ describe('live migration dashboard (headless Chromium)', { timeout: 120_000 }, (
     expect((await rollout()).percent).toBe(first);
     expect(await page.locator('#ramp-summary').textContent()).toMatch(/left in the step/);
     await expect.poll(() => page.locator('#ramp-guards-body tr').count(), { timeout: 10_000 }).toBe(3);
+    // The numbers are the running ramp's own (persisted with the ramp), not the page's estimate.
+    await expect.poll(async () => (await page.locator('#ramp-guards-caption').textContent()) ?? '', { timeout: 10_000 }).toMatch(/^Guards, as the ramp measured them at /);
+    const persisted = JSON.parse(await readFile(join(dir, '.bifrost/ramp.json'), 'utf8')) as { stepIndex: number; readings?: { stepIndex: number; guards: unknown[] } };
+    expect(persisted.readings?.stepIndex).toBe(persisted.stepIndex);
+    expect(persisted.readings?.guards).toHaveLength(3);
 
     await page.getByRole('button', { name: 'Pause ramp' }).click();
     await expect.poll(message, { timeout: 10_000 }).toContain('Ramp paused at step 1/2');

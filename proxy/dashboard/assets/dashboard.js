@@ -388,6 +388,10 @@
         lines.push(el('p', { id: 'ramp-state' }, [el('span', { class: r.phase === 'completed' ? 'badge ok' : 'badge bad', text: r.phase }), ' ' + (r.outcome || '')]));
         lines.push(steps);
       }
+      $('ramp-guards-caption').textContent =
+        r.guardsSource === 'ramp' ? 'Guards, as the ramp measured them at ' + new Date(r.guardsAt).toLocaleTimeString() + ' (Sync as the baseline where it carried traffic)'
+        : r.guardsSource === 'outcome' ? 'Guards that ended the ramp'
+        : 'Guards, measured by this page since it saw the step begin (absolute limits only: no live ramp process has reported yet)';
       replaceRows($('ramp-guards-body'), (r.guards || []).map(function (g) {
         var badge = g.breached ? el('span', { class: 'badge bad', text: 'breached' }) : g.value === null ? el('span', { class: 'badge muted', text: 'waiting' }) : el('span', { class: 'badge ok', text: 'within' });
         return el('tr', { title: g.text }, [el('td', { text: g.guard }), el('td', { class: 'num', text: guardValue(g) }), el('td', { class: 'num', text: guardLimit(g) }), el('td', {}, [badge])]);
