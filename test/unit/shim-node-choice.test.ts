@@ -12,6 +12,17 @@ function seq(...values: number[]): () => number {
   return () => values[i++ % values.length]!;
 }
 
+/** Sends `n` sockets one at a time between two polls, as the shim does; returns the picks per node id. */
+function burst(nodes: BifrostNode[], n: number): Record<string, number> {
+  const picks: Record<string, number> = Object.fromEntries(nodes.map((x) => [x.id, 0]));
+  for (let k = 0; k < n; k++) {
+    const [first] = orderByTwoRandomChoices(nodes, Math.random);
+    first!.assignedSincePoll += 1;
+    picks[first!.id]! += 1;
+  }
+  return picks;
+}
+
 describe('Bifrost node choice', () => {
   it('skips draining, overloaded, unreachable and recently failed nodes; unknown load and unpolled nodes stay eligible', () => {
     const now = 10_000;
@@ -34,14 +45,7 @@ describe('Bifrost node choice', () => {
   });
 
   it('spreads between nodes of nearly equal load by what this shim sent since the last poll (no herd)', () => {
-    const a = node('a', 0.3);
-    const b = node('b', 0.31);
-    const picks: Record<string, number> = { a: 0, b: 0 };
-    for (let k = 0; k < 40; k++) {
-      const [first] = orderByTwoRandomChoices([a, b], Math.random);
-      first!.assignedSincePoll += 1;
-      picks[first!.id]! += 1;
-    }
+    const picks = burst([node('a', 0.3), node('b', 0.31)], 40);
     expect(Math.abs(picks.a! - picks.b!)).toBeLessThanOrEqual(1);
     // A clearly hotter node still loses whatever was assigned.
     const hot = node('hot', 0.9);
@@ -50,25 +54,12 @@ describe('Bifrost node choice', () => {
   });
 
   it('does not herd a storm onto the less loaded of two nodes between polls: it gets more, not all', () => {
-    const a = node('a', 0.4);
-    const b = node('b', 0.5);
-    const picks: Record<string, number> = { a: 0, b: 0 };
-    for (let k = 0; k < 1000; k++) {
-      const [first] = orderByTwoRandomChoices([a, b], Math.random);
-      first!.assignedSincePoll += 1;
-      picks[first!.id]! += 1;
-    }
+    const picks = burst([node('a', 0.4), node('b', 0.5)], 1000);
     expect(picks.a).toBeGreaterThan(500);
     expect(picks.a).toBeLessThan(600);
     expect(picks.b).toBeGreaterThan(400);
     // A node near its limit still gets nothing while the other has room.
-    const full = node('full', 0.99);
-    const roomy = node('roomy', 0.2);
-    for (let k = 0; k < 500; k++) {
-      const [first] = orderByTwoRandomChoices([full, roomy], Math.random);
-      first!.assignedSincePoll += 1;
-    }
-    expect(full.assignedSincePoll).toBe(0);
+    expect(burst([node('full', 0.99), node('roomy', 0.2)], 500)).toEqual({ full: 0, roomy: 500 });
   });
 
   it('never returns the same node twice and handles one or no node', () => {
