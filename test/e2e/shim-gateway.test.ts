@@ -16,8 +16,8 @@ import { startSyncReference, type SyncReference } from '../../legacy/sync-app.ts
 import { silentLogger } from '../support/silent-logger.ts';
 import { deletePrefix, testRedisUrl, uniquePrefix } from '../support/redis.ts';
 import { connectSailsIoClient, connectSocketIo4Client, type LegacyClient } from '../support/legacy-clients.ts';
-import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
-import { writeRollout } from '../../proxy/flags-file.ts';
+import type { ShimHandle, ShimOptions } from '../../proxy/shim.ts';
+import { startTestShim } from '../support/test-shim.ts';
 
 const tokenSecret = 'shim-gateway-e2e-secret';
 const serviceToken = 'shim-gateway-e2e-service';
@@ -74,23 +74,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-let seq = 0;
 async function shimWith(percent: number, opts: Partial<ShimOptions> = {}): Promise<ShimHandle> {
-  const flagsFile = join(dir, `flags-${seq++}.json`);
-  await writeRollout(flagsFile, { percent, bucketBy: 'user' });
-  return startShim({
-    port: 0,
-    adminPort: 0,
-    host: '127.0.0.1',
-    godserverUrl: sync.url,
-    syncUrl: sync.url,
-    bifrostUrls: [gwA.publicUrl, gwB.publicUrl],
-    flagsFile,
-    tokenSecret,
-    adminToken,
-    log: silentLogger,
-    ...opts,
-  });
+  const setup = { dir, syncUrl: sync.url, bifrostUrls: [gwA.publicUrl, gwB.publicUrl], tokenSecret, adminToken };
+  return (await startTestShim(setup, { percent }, opts)).shim;
 }
 
 interface Rollout {

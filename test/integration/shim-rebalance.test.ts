@@ -16,10 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAccessToken } from '../../gateway/token.ts';
 import type { SyncReference } from '../../legacy/sync-app.ts';
 import { startMarkedSyncPair } from '../support/sync-pair.ts';
-import { silentLogger } from '../support/silent-logger.ts';
 import { connectSailsIoClient, SAILS_SDK_QUERY, type LegacyClient } from '../support/legacy-clients.ts';
-import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
-import { FLAG_KEY, buildFlag, writeRollout } from '../../proxy/flags-file.ts';
+import type { ShimHandle, ShimOptions } from '../../proxy/shim.ts';
+import { startTestShim } from '../support/test-shim.ts';
+import { FLAG_KEY, buildFlag } from '../../proxy/flags-file.ts';
 
 const tokenSecret = 'shim-rebalance-test-secret';
 const adminToken = 'shim-rebalance-admin-token';
@@ -40,23 +40,9 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-let seq = 0;
 async function shimWith(percent: number, opts: Partial<ShimOptions> = {}): Promise<ShimHandle> {
-  const flagsFile = join(dir, `flags-${seq++}.json`);
-  await writeRollout(flagsFile, { percent, bucketBy: 'user' });
-  return startShim({
-    port: 0,
-    adminPort: 0,
-    host: '127.0.0.1',
-    godserverUrl: sync.url,
-    syncUrl: sync.url,
-    bifrostUrls: [standin.url],
-    flagsFile,
-    tokenSecret,
-    adminToken,
-    log: silentLogger,
-    ...opts,
-  });
+  const setup = { dir, syncUrl: sync.url, bifrostUrls: [standin.url], tokenSecret, adminToken };
+  return (await startTestShim(setup, { percent }, opts)).shim;
 }
 
 async function setPercent(shim: ShimHandle, percent: number): Promise<void> {
@@ -228,21 +214,8 @@ describe('live rebalance (Sails stand-in for Bifrost)', () => {
     // socket.io 4 servers with polling enabled stand in for Sync and Bifrost here; each answers
     // a virtual GET with its own name.
     const backends = await Promise.all(['sync', 'bifrost-standin'].map((name) => startSocketIoBackend(name)));
-    const flagsFile = join(dir, `flags-${seq++}.json`);
-    await writeRollout(flagsFile, { percent: 100, bucketBy: 'user' });
-    const shim = await startShim({
-      port: 0,
-      adminPort: 0,
-      host: '127.0.0.1',
-      godserverUrl: sync.url,
-      syncUrl: backends[0]!.url,
-      bifrostUrls: [backends[1]!.url],
-      flagsFile,
-      tokenSecret,
-      adminToken,
-      log: silentLogger,
-      drain: 'keep',
-    });
+    const setup = { dir, syncUrl: backends[0]!.url, bifrostUrls: [backends[1]!.url], tokenSecret, adminToken };
+    const { shim } = await startTestShim(setup, { percent: 100 }, { godserverUrl: sync.url, drain: 'keep' });
     const token = await signAccessToken(tokenSecret, { userId: 'poller', teamId: 't' });
     const init = (await (await fetch(`${shim.url}/godserver/init`, { headers: { 'x-access-token': token } })).json()) as { syncserver_url: string };
     const target = new URL(init.syncserver_url);

@@ -17,11 +17,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAccessToken } from '../../gateway/token.ts';
 import type { SyncReference } from '../../legacy/sync-app.ts';
 import { startMarkedSyncPair } from '../support/sync-pair.ts';
-import { silentLogger } from '../support/silent-logger.ts';
 import { connectSailsIoClient, connectSocketIo4Client, type LegacyClient } from '../support/legacy-clients.ts';
-import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
+import type { ShimHandle, ShimOptions } from '../../proxy/shim.ts';
+import { startTestShim } from '../support/test-shim.ts';
 import { signRouteToken } from '../../proxy/route-token.ts';
-import { FLAG_KEY, buildFlag } from '../../proxy/flags-file.ts';
 
 const tokenSecret = 'shim-routing-test-secret';
 const adminToken = 'shim-routing-admin-token';
@@ -43,26 +42,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-let fileSeq = 0;
 async function shimWith(percent: number, opts: Partial<ShimOptions> = {}, bucketBy: 'user' | 'team' = 'user'): Promise<{ shim: ShimHandle; flagsFile: string }> {
-  const flagsFile = join(dir, `flags-${fileSeq++}.json`);
   // A fixed salt makes the split of a given user population reproducible from run to run
   // (with a random salt, 400 users at 50% land outside ±8% about once in 700 runs).
-  await writeFile(flagsFile, JSON.stringify({ flags: { [FLAG_KEY]: buildFlag({ percent, bucketBy }, 'shim-routing-test-salt', 1) } }));
-  const shim = await startShim({
-    port: 0,
-    adminPort: 0,
-    host: '127.0.0.1',
-    godserverUrl: sync.url,
-    syncUrl: sync.url,
-    bifrostUrls: [standin.url],
-    flagsFile,
-    tokenSecret,
-    adminToken,
-    log: silentLogger,
-    ...opts,
-  });
-  return { shim, flagsFile };
+  const setup = { dir, syncUrl: sync.url, bifrostUrls: [standin.url], tokenSecret, adminToken };
+  return startTestShim(setup, { percent, bucketBy, salt: 'shim-routing-test-salt' }, opts);
 }
 
 interface InitResult {
