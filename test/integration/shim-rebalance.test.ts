@@ -5,9 +5,6 @@
  * moves them by hand; long-polling sessions stay pinned to their backend.
  * A second real Sails app stands in for Bifrost (these tests are about routing).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server as SocketIoServer } from 'socket.io';
@@ -15,7 +12,7 @@ import { io as ioV4 } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAccessToken } from '../../gateway/token.ts';
 import type { SyncReference } from '../../legacy/sync-app.ts';
-import { startMarkedSyncPair } from '../support/sync-pair.ts';
+import { startMarkedSyncPair, type MarkedSyncPair } from '../support/sync-pair.ts';
 import { connectSailsIoClient, SAILS_SDK_QUERY, type LegacyClient } from '../support/legacy-clients.ts';
 import type { ShimHandle, ShimOptions } from '../../proxy/shim.ts';
 import { startTestShim } from '../support/test-shim.ts';
@@ -27,18 +24,12 @@ let sync: SyncReference;
 let standin: SyncReference;
 let dir: string;
 
-let closePair: (() => Promise<void>) | undefined;
+let pair: MarkedSyncPair | undefined;
 
 beforeAll(async () => {
-  let close: () => Promise<void>;
-  ({ sync, standin, close } = await startMarkedSyncPair(tokenSecret));
-  closePair = close;
-  dir = await mkdtemp(join(tmpdir(), 'bifrost-shim-rebalance-'));
+  ({ sync, standin, dir } = pair = await startMarkedSyncPair('shim-rebalance', tokenSecret));
 });
-afterAll(async () => {
-  await closePair?.();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => pair?.close());
 
 async function shimWith(percent: number, opts: Partial<ShimOptions> = {}): Promise<ShimHandle> {
   const setup = { dir, syncUrl: sync.url, bifrostUrls: [standin.url], tokenSecret, adminToken };

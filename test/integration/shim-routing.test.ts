@@ -9,14 +9,12 @@
  * name). Each backend holds a `collection` record with id "marker" whose name
  * says which backend it is, so one virtual request tells where a socket landed.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAccessToken } from '../../gateway/token.ts';
 import type { SyncReference } from '../../legacy/sync-app.ts';
-import { startMarkedSyncPair } from '../support/sync-pair.ts';
+import { startMarkedSyncPair, type MarkedSyncPair } from '../support/sync-pair.ts';
 import { connectSailsIoClient, connectSocketIo4Client, type LegacyClient } from '../support/legacy-clients.ts';
 import type { ShimHandle, ShimOptions } from '../../proxy/shim.ts';
 import { startTestShim } from '../support/test-shim.ts';
@@ -29,18 +27,12 @@ let sync: SyncReference;
 let standin: SyncReference;
 let dir: string;
 
-let closePair: (() => Promise<void>) | undefined;
+let pair: MarkedSyncPair | undefined;
 
 beforeAll(async () => {
-  let close: () => Promise<void>;
-  ({ sync, standin, close } = await startMarkedSyncPair(tokenSecret));
-  closePair = close;
-  dir = await mkdtemp(join(tmpdir(), 'bifrost-shim-routing-'));
+  ({ sync, standin, dir } = pair = await startMarkedSyncPair('shim-routing', tokenSecret));
 });
-afterAll(async () => {
-  await closePair?.();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => pair?.close());
 
 async function shimWith(percent: number, opts: Partial<ShimOptions> = {}, bucketBy: 'user' | 'team' = 'user'): Promise<{ shim: ShimHandle; flagsFile: string }> {
   // A fixed salt makes the split of a given user population reproducible from run to run
