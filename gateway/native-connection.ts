@@ -100,8 +100,6 @@ function markDirty(c: NativeConnection): void {
 
 /** What the native endpoint shares with its connections. */
 export interface NativeHost {
-  /** The open connections: a connection adds itself when created and removes itself when closed. */
-  readonly conns: Set<NativeConnection>;
   readonly expiries: ExpiryWheel;
 }
 
@@ -123,7 +121,9 @@ type ConnSocket = WebSocket & { [CONN]: NativeConnection };
 
 export class NativeConnection implements ClientConnection, Expiring {
   readonly id = flatCopy(randomUUID());
-  readonly protocol = 'native' as const;
+  get protocol(): 'native' {
+    return 'native';
+  }
   /**
    * Per-connection state is created on first use (an idle connection holds no
    * Map, Set, bucket or array of its own): idle sockets are most of a node's
@@ -154,7 +154,6 @@ export class NativeConnection implements ClientConnection, Expiring {
   ) {
     this.token = flatCopy(token);
     this.expiryKey = host.expiries.add(this, claims.exp);
-    host.conns.add(this);
     (ws as ConnSocket)[CONN] = this;
     ws.on('message', NativeConnection.onSocketMessage);
     ws.on('pong', NativeConnection.onSocketPong);
@@ -411,7 +410,6 @@ export class NativeConnection implements ClientConnection, Expiring {
     this.queuedFirst = undefined;
     this.queuedMore = undefined;
     this.host.expiries.delete(this, this.expiryKey);
-    this.host.conns.delete(this);
     this.ctx.registry.remove(this);
     this.ctx.metrics.connections.dec({ protocol: 'native' });
     this.ctx.metrics.connectionsClosed.inc({ protocol: 'native', code: String(code) });

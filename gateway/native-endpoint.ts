@@ -2,6 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import type { ClientConnection } from './client-connection.ts';
 import type { GatewayContext } from './context.ts';
 import { ExpiryWheel } from './expiry-wheel.ts';
 import { NativeConnection, type NativeHost } from './native-connection.ts';
@@ -22,8 +23,6 @@ function ignoreSocketError(): void {}
 
 export class NativeEndpoint implements NativeHost {
   private readonly wss: WebSocketServer;
-  /** Open native connections (each removes itself when it closes). */
-  readonly conns = new Set<NativeConnection>();
   /** Access-token expiry of every connection, on one timer. */
   readonly expiries = new ExpiryWheel();
   private heartbeat: NodeJS.Timeout | undefined;
@@ -42,17 +41,19 @@ export class NativeEndpoint implements NativeHost {
   start(): void {
     const interval = this.ctx.opts.pingIntervalMs;
     const ticks = Math.max(1, Math.round(interval / HEARTBEAT_TICK_MS));
-    let sweep: Iterator<NativeConnection> | undefined;
+    const { registry } = this.ctx;
+    let sweep: Iterator<ClientConnection> | undefined;
     this.heartbeat = setInterval(() => {
-      // A Set iterator is live: sockets closed since skip themselves, new ones join this sweep.
-      for (let n = Math.ceil(this.conns.size / ticks); n > 0; n--) {
-        sweep ??= this.conns.values();
+      // The registry's iterator is live: sockets closed since skip themselves, new ones join this sweep.
+      // Legacy sockets are in it too (socket.io pings those itself): they take a share of a tick and are skipped.
+      for (let n = Math.ceil(registry.size / ticks); n > 0; n--) {
+        sweep ??= registry.all();
         const next = sweep.next();
         if (next.done) {
           sweep = undefined;
           break;
         }
-        next.value.heartbeat();
+        if (next.value instanceof NativeConnection) next.value.heartbeat();
       }
     }, interval / ticks);
     this.heartbeat.unref();
@@ -93,6 +94,8 @@ export class NativeEndpoint implements NativeHost {
     }
     if (socket.destroyed) return;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // ws handles the socket's errors from here on; one listener fewer per socket.
+      socket.removeListener('error', ignoreSocketError);
       const conn = new NativeConnection(ctx, ws, claims, token!, this);
       ctx.registry.add(conn);
       ctx.metrics.connections.inc({ protocol: 'native' });
@@ -101,12 +104,12 @@ export class NativeEndpoint implements NativeHost {
   }
 
   get size(): number {
-    return this.conns.size;
+    return this.ctx.registry.count('native');
   }
 
   /** Closes every socket at once with 1012 and a reconnect invitation (shutdown after the drain window). */
   closeAll(): void {
-    for (const c of this.conns) c.disconnect('drain', 0);
+    for (const c of [...this.ctx.registry.all()]) if (c instanceof NativeConnection) c.disconnect('drain', 0);
   }
 
   close(): void {
