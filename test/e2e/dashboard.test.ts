@@ -326,4 +326,17 @@ describe('live migration dashboard (headless Chromium)', { timeout: 120_000 }, (
     await page.emulateMedia({ colorScheme: 'light' });
     await page.setViewportSize({ width: 1440, height: 1000 });
   });
+
+  it('measures the guards itself, and says so, when the ramp process is gone', async () => {
+    const adminPort = new URL(info.adminUrl).port;
+    ramp = spawnBifrost(['rollout', 'ramp', '--steps', '5,10', '--interval', '10m'], { cwd: dir, env: cleanEnv({ BIFROST_FLAGS_FILE: join(dir, 'flags.json'), BIFROST_ADMIN_PORT: adminPort }) });
+    const caption = async () => (await page.locator('#ramp-guards-caption').textContent()) ?? '';
+    await expect.poll(caption, { timeout: 30_000 }).toMatch(/^Guards, as the ramp measured them at /);
+    // Killed: its lease dies with its pid, and the page stops showing readings nobody refreshes.
+    ramp.child.kill('SIGKILL');
+    await ramp.exited;
+    await expect.poll(caption, { timeout: 20_000 }).toMatch(/^Guards, measured by this page since it saw the step begin/);
+    await expect.poll(() => page.locator('#ramp-guards-body tr').count(), { timeout: 10_000 }).toBe(3);
+    expect(await page.locator('#ramp-summary').textContent()).toContain('no live ramp process');
+  });
 });
