@@ -22,7 +22,7 @@ describe('bifrost simulate', () => {
       { cwd: stack.dir, env: stack.env },
     );
     const out = json<{ ok: boolean; clients: number; onBackend: { sync: number; bifrost: number }; missed: number; expected: number; delivered: number; updates: number; reconnects: number; failedRequests: number }>(r);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
     expect(out.ok).toBe(true);
     expect(out.onBackend).toEqual({ sync: 0, bifrost: 24 });
     expect(out.missed).toBe(0);
