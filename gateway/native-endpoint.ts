@@ -103,10 +103,6 @@ export class NativeEndpoint implements NativeHost {
     });
   }
 
-  get size(): number {
-    return this.ctx.registry.count('native');
-  }
-
   /** Closes every socket at once with 1012 and a reconnect invitation (shutdown after the drain window). */
   closeAll(): void {
     for (const c of [...this.ctx.registry.all()]) if (c instanceof NativeConnection) c.disconnect('drain', 0);
