@@ -15,7 +15,7 @@ import type { LatencySummary } from '../harness/histogram.ts';
 import { CpuMeter } from '../harness/cpu.ts';
 import { sleep, stopAll } from '../harness/processes.ts';
 import { mean, pair, printTable, ratioText } from '../harness/report.ts';
-import { startPeerProcess } from '../systems/socketio.ts';
+import { startPeerProcess } from '../systems/peer.ts';
 import { ensureNginx, startNginx, type RunningNginx } from '../systems/nginx.ts';
 import { startShimProcess, type RunningShim } from '../systems/shim.ts';
 

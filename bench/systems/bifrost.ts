@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { PublisherSetup } from '../harness/publisher.ts';
 import { ROOT, spawnReady, stopAll, type Child } from '../harness/processes.ts';
 import { freePort } from '../harness/redis.ts';
+import { shareOf } from './peer.ts';
 import type { BenchSystem, RunningSystem, StartContext } from './system.ts';
 
 export const BENCH_TOKEN_SECRET = 'bench-token-secret';
@@ -76,7 +77,7 @@ export function makeBifrost(id: string, label: string, publishVia: 'broker' | 'h
             protocol: 'native' as const,
             url: wsUrl(n),
             // Every node gets every topic: each topic's subscribers are spread over all nodes.
-            count: Math.floor(count / nodes.length) + (k < count % nodes.length ? 1 : 0),
+            count: shareOf(count, nodes.length, k),
             topics,
             tokenSecret: BENCH_TOKEN_SECRET,
             userPrefix: `n${k}u`,

@@ -3,9 +3,9 @@
  * the naive loop (`for (const ws of room) ws.send(message)`), N processes.
  * Clients name their topic in the query; the publisher PUBLISHes the payload.
  */
-import { stopAll, type Child } from '../harness/processes.ts';
+import { stopAll } from '../harness/processes.ts';
+import { peerHeap, shareOf, startPeerNodes } from './peer.ts';
 import type { BenchSystem, RunningSystem, StartContext } from './system.ts';
-import { peerHeap, startPeerProcess } from './socketio.ts';
 
 export const WS_CHANNEL_PREFIX = 'bench-ws:';
 
@@ -13,13 +13,7 @@ export const bareWs: BenchSystem = {
   id: 'ws',
   label: 'bare ws + ioredis (naive send loop)',
   async start(ctx: StartContext): Promise<RunningSystem> {
-    const nodes: { child: Child; port: number }[] = [];
-    try {
-      for (let i = 0; i < ctx.nodes; i++) nodes.push(await startPeerProcess(`ws ${i}`, 'bench/systems/ws-server.ts', ['--redis', ctx.redisUrl, '--prefix', WS_CHANNEL_PREFIX], ctx.nodeArgs));
-    } catch (err) {
-      await stopAll(nodes.map((n) => n.child));
-      throw err;
-    }
+    const nodes = await startPeerNodes(ctx, 'ws', 'bench/systems/ws-server.ts', ['--redis', ctx.redisUrl, '--prefix', WS_CHANNEL_PREFIX]);
     return {
       pids: () => nodes.map((n) => n.child.pid),
       topics: (n) => Array.from({ length: n }, (_, i) => `t${i}`),
@@ -27,7 +21,7 @@ export const bareWs: BenchSystem = {
         nodes.map((n, k) => ({
           protocol: 'raw' as const,
           url: `ws://127.0.0.1:${n.port}/`,
-          count: Math.floor(count / nodes.length) + (k < count % nodes.length ? 1 : 0),
+          count: shareOf(count, nodes.length, k),
           topics,
           topicParam: 'topic',
         })),
