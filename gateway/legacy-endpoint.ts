@@ -8,15 +8,9 @@ import type { Duplex } from 'node:stream';
 import { Server as SocketIoServer } from 'socket.io';
 import type { GatewayContext } from './context.ts';
 import { LegacyConnection } from './legacy-connection.ts';
-import { refuseUpgrade } from './upgrade-refusal.ts';
+import { admissionRefusal, refuseUpgrade, type AdmissionRefusal } from './upgrade-refusal.ts';
 
 export const LEGACY_PATH = '/socket.io/';
-
-interface Refusal {
-  reason: 'draining' | 'overloaded';
-  message: string;
-  retryAfterSec: number;
-}
 
 export class LegacyEndpoint {
   private io: SocketIoServer | undefined;
@@ -52,11 +46,11 @@ export class LegacyEndpoint {
    * HTTP server. Requests of an existing session (`sid`) are not affected.
    */
   private admitInFrontOfEngine(server: HttpServer): void {
-    const wrap = <T>(event: 'request' | 'upgrade', refuse: (req: IncomingMessage, target: T, why: Refusal) => void): void => {
+    const wrap = <T>(event: 'request' | 'upgrade', refuse: (req: IncomingMessage, target: T, why: AdmissionRefusal) => void): void => {
       const listeners = server.listeners(event) as ((...args: unknown[]) => void)[];
       server.removeAllListeners(event);
       server.on(event, (req: IncomingMessage, target: T, head?: Buffer) => {
-        const why = this.isNewSession(req) ? this.refusal() : undefined;
+        const why = this.isNewSession(req) ? admissionRefusal(this.ctx) : undefined;
         if (why) {
           this.ctx.metrics.upgradesRejected.inc({ protocol: 'legacy', reason: why.reason });
           refuse(req, target, why);
@@ -85,13 +79,6 @@ export class LegacyEndpoint {
   private isNewSession(req: IncomingMessage): boolean {
     const url = req.url ?? '';
     return url.startsWith(LEGACY_PATH) && !/[?&]sid=/.test(url);
-  }
-
-  private refusal(): Refusal | undefined {
-    if (this.ctx.isDraining()) return { reason: 'draining', message: 'node is draining: connect to another node', retryAfterSec: 1 };
-    const load = this.ctx.load.current();
-    if (load.loadFactor > 1) return { reason: 'overloaded', message: `node overloaded (${load.binding} at ${load.dimensions[load.binding]} of target)`, retryAfterSec: 2 };
-    return undefined;
   }
 
   ownsUpgrade(req: IncomingMessage): boolean {

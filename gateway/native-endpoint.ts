@@ -7,7 +7,7 @@ import type { GatewayContext } from './context.ts';
 import { ExpiryWheel } from './expiry-wheel.ts';
 import { NativeConnection, type NativeHost } from './native-connection.ts';
 import { TokenError, verifyAccessToken } from './token.ts';
-import { refuseUpgrade } from './upgrade-refusal.ts';
+import { admissionRefusal, refuseUpgrade } from './upgrade-refusal.ts';
 
 /** About how often the heartbeat sweep runs (each tick pings its share of the sockets). */
 const HEARTBEAT_TICK_MS = 1000;
@@ -71,15 +71,10 @@ export class NativeEndpoint implements NativeHost {
 
   private async admit(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
     const { ctx } = this;
-    if (ctx.isDraining()) {
-      ctx.metrics.upgradesRejected.inc({ protocol: 'native', reason: 'draining' });
-      refuseUpgrade(socket, 503, 'unavailable', 'node is draining: connect to another node', 1);
-      return;
-    }
-    const load = ctx.load.current();
-    if (load.loadFactor > 1) {
-      ctx.metrics.upgradesRejected.inc({ protocol: 'native', reason: 'overloaded' });
-      refuseUpgrade(socket, 503, 'unavailable', `node overloaded (${load.binding} at ${load.dimensions[load.binding]} of target)`, 2);
+    const refused = admissionRefusal(ctx);
+    if (refused) {
+      ctx.metrics.upgradesRejected.inc({ protocol: 'native', reason: refused.reason });
+      refuseUpgrade(socket, 503, 'unavailable', refused.message, refused.retryAfterSec);
       return;
     }
     const token = tokenFromRequest(req, url);
