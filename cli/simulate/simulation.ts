@@ -55,6 +55,8 @@ interface SimClient {
   periods: { from: number; to?: number }[];
   markers: Set<string>;
   reconnects: number;
+  /** Disconnects so far: a request that spans one was lost to the move, not failed. */
+  disconnects: number;
 }
 
 interface Update {
@@ -106,10 +108,13 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
   await adminJson(o, 'PUT', '/api/rollout', { percent: o.ramp[0] ?? 0 });
   const collectionIds = Array.from({ length: o.collections }, (_, k) => `sim-${run}-c${k}`);
 
+  /** A request failed on a connection that stayed up all along (not one cut by a move mid-request). */
+  const failedWhileUp = (s: SimClient, disconnectsBefore: number) => s.client.isConnected() && s.disconnects === disconnectsBefore;
   const subscribe = async (s: SimClient) => {
+    const before = s.disconnects;
     const r = await s.client.request('get', `/collection/${s.collection}`).catch(() => undefined);
     if (r?.statusCode === 200 && s.client.isConnected()) s.periods.push({ from: Date.now() });
-    else if (s.client.isConnected()) failedRequests++;
+    else if (failedWhileUp(s, before)) failedRequests++;
   };
   /** Subscribed from before the update until its grace period ended, without a break. */
   const steadyFor = (s: SimClient, u: Update) => s.periods.some((p) => p.from < u.sentAt && (p.to === undefined || p.to > u.ackAt + o.graceMs));
@@ -127,12 +132,13 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
           if (init.status !== 200) throw new SimulationError(`Godserver init through the shim answered ${init.status}: ${(await init.text()).slice(0, 200)}`);
           const { syncserver_url: url } = (await init.json()) as { syncserver_url: string };
           const client = await connectSailsIoClient({ url, token, recordEvents: [] });
-          const s: SimClient = { i: idx, client, collection: collectionIds[idx % o.collections]!, periods: [], markers: new Set(), reconnects: 0 };
+          const s: SimClient = { i: idx, client, collection: collectionIds[idx % o.collections]!, periods: [], markers: new Set(), reconnects: 0, disconnects: 0 };
           client.on('collection', (e) => {
             const ev = e as { verb?: string; data?: { name?: string } };
             if (ev.verb === 'updated' && typeof ev.data?.name === 'string') s.markers.add(ev.data.name);
           });
           client.on('disconnect', () => {
+            s.disconnects++;
             const open = s.periods.at(-1);
             if (open && open.to === undefined) open.to = Date.now();
           });
@@ -158,9 +164,10 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
         const collection = collectionIds[Math.floor(Math.random() * collectionIds.length)]!;
         const marker = `m-${run}-${seq++}`;
         const sentAt = Date.now();
+        const before = writer.disconnects;
         const r = await writer.client.request('patch', `/collection/${collection}`, { name: marker }).catch(() => undefined);
         if (r?.statusCode === 200) updates.push({ collection, marker, writer: writer.i, sentAt, ackAt: Date.now() });
-        else if (writer.client.isConnected()) failedRequests++;
+        else if (failedWhileUp(writer, before)) failedRequests++;
         await new Promise((res) => setTimeout(res, 1000 / o.updatesPerSec));
       }
     })();

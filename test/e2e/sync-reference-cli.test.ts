@@ -54,7 +54,8 @@ describe('bifrost sync-reference', () => {
   it('prints its URL when ready, serves Godserver init, and stops cleanly on SIGINT', async () => {
     const r = run(['--port', '0']);
     const [, url] = await waitForOutput(r, /sync-reference listening on (http:\/\/127\.0\.0\.1:\d+)\n/);
-    expect(r.stdout()).toContain('dual-publish bridge off');
+    // The bridge line follows the listening line; under load it may arrive a moment later.
+    await waitForOutput(r, /dual-publish bridge off/);
     const token = await signAccessToken(tokenSecret, { userId: 'u7', teamId: 't7' });
     const res = await fetch(`${url}/godserver/init`, { headers: { 'x-access-token': token } });
     expect(res.status).toBe(200);
