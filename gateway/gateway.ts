@@ -102,7 +102,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     const ready = !draining && brokerUp && l.loadFactor <= 1;
     return reply.code(ready ? 200 : 503).send({ ready, draining, brokerUp, loadFactor: l.loadFactor });
   });
-  app.get('/load', async () => ({ node: opts.nodeId, draining, connections: registry.size, ...load.current() }));
+  // `broker` lets the shim see nodes that cannot share topics (several nodes, one of them on the embedded broker).
+  app.get('/load', async () => ({ node: opts.nodeId, broker: ctx.broker.kind, draining, connections: registry.size, ...load.current() }));
   app.get('/metrics', async (_req, reply) => {
     const l = load.current();
     metrics.loadFactor.set(l.loadFactor);

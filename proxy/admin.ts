@@ -83,6 +83,8 @@ const rolloutSchema = {
               loadFactor: { type: ['number', 'null'] },
               draining: { type: 'boolean' },
               reachable: { type: ['boolean', 'null'] },
+              broker: { type: ['string', 'null'] },
+              sharesTopics: { type: 'boolean' },
             },
           },
         },
@@ -126,6 +128,7 @@ function rolloutPlugin(deps: AdminDeps): FastifyPluginAsync {
       const r = deps.flags.rollout();
       const counts = deps.registry.counts();
       const stats = deps.flags.stats();
+      const isolated = deps.pool.isolatedNodes();
       return {
         source: deps.flags.mode,
         flagsFile: deps.flags.mode === 'file' ? (deps.flagsFile ?? null) : null,
@@ -146,6 +149,9 @@ function rolloutPlugin(deps: AdminDeps): FastifyPluginAsync {
             loadFactor: n.loadFactor ?? null,
             draining: n.draining,
             reachable: n.reachable ?? null,
+            broker: n.broker ?? null,
+            // false: an embedded-broker node next to others; its users miss the others' events.
+            sharesTopics: !isolated.includes(n),
           })),
         },
         drain: { policy: deps.rebalancer.policy, rate: deps.rebalancer.rate, queued: deps.rebalancer.queued, closed: deps.rebalancer.closedCount },

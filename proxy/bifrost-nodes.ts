@@ -33,6 +33,8 @@ export interface BifrostNode {
   failedUntil: number;
   /** Sockets this shim sent to the node since its last poll (the poll cannot know them yet). */
   assignedSincePoll: number;
+  /** The node's broker kind from /load (`memory` = embedded, one process; `redis`), if it says. */
+  broker?: string;
 }
 
 /**
@@ -109,6 +111,8 @@ export class BifrostNodePool {
   private readonly random: () => number;
   private closed = false;
   private readonly warnedNoLoad = new Set<string>();
+  /** The nodes last reported as unable to share topics (see checkBrokers), so the error is logged once per change. */
+  private isolatedKey = '';
 
   constructor(private readonly opts: NodePoolOptions) {
     this.maxLoadFactor = opts.maxLoadFactor ?? 1;
@@ -146,6 +150,35 @@ export class BifrostNodePool {
 
   private async pollAll(): Promise<void> {
     await Promise.all(this.nodes.map((n) => this.poll(n)));
+    this.checkBrokers();
+  }
+
+  /**
+   * Nodes on the embedded broker cannot share topics with any other node. When
+   * this shim spreads users over several reachable nodes and one of them runs
+   * the embedded broker, users on different nodes would not see each other's
+   * events: say so loudly (once per change). Routing is left as it is.
+   */
+  isolatedNodes(): BifrostNode[] {
+    const reachable = this.nodes.filter((n) => n.reachable);
+    if (reachable.length < 2) return [];
+    return reachable.filter((n) => n.broker === 'memory');
+  }
+
+  private checkBrokers(): void {
+    const isolated = this.isolatedNodes();
+    const key = isolated.map((n) => n.url).join(',');
+    if (key === this.isolatedKey) return;
+    this.isolatedKey = key;
+    if (isolated.length === 0) {
+      this.opts.log.info('every Bifrost node can share topics again (no node runs the embedded broker next to others)');
+      return;
+    }
+    this.opts.log.error(
+      { nodes: isolated.map((n) => `${n.id} (${n.url})`) },
+      `Bifrost node(s) ${isolated.map((n) => n.id).join(', ')} run the embedded in-process broker while this shim spreads users over ${this.nodes.filter((n) => n.reachable).length} nodes: ` +
+        'users on different nodes will not see each other\'s events. Give every gateway the same REDIS_URL.',
+    );
   }
 
   private async poll(node: BifrostNode): Promise<void> {
@@ -156,7 +189,7 @@ export class BifrostNodePool {
       node.reachable = true;
       node.lastPolledAt = Date.now();
       node.assignedSincePoll = 0;
-      let doc: { loadFactor?: unknown; draining?: unknown; nodeId?: unknown; node?: unknown; id?: unknown } | undefined;
+      let doc: { loadFactor?: unknown; draining?: unknown; nodeId?: unknown; node?: unknown; id?: unknown; broker?: unknown } | undefined;
       try {
         doc = res.ok ? JSON.parse(text) : undefined;
       } catch {
@@ -167,6 +200,7 @@ export class BifrostNodePool {
         node.draining = doc.draining === true;
         const id = [doc.nodeId, doc.node, doc.id].find((v): v is string => typeof v === 'string' && v.length > 0);
         if (id) node.id = id;
+        node.broker = typeof doc.broker === 'string' ? doc.broker : undefined;
       } else {
         node.loadFactor = undefined;
         node.draining = false;

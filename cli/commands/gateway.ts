@@ -1,7 +1,10 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { parseHostList, serviceTokenFromEnv } from '../../gateway/config.ts';
 import { startGateway } from '../../gateway/gateway.ts';
 import { tokenSecretFromEnv } from '../../gateway/token.ts';
+import { flagsFilePathFromEnv } from '../../proxy/flags-file.ts';
+import { claimEmbeddedBroker, type EmbeddedBrokerClaim } from '../embedded-broker-lock.ts';
 import { onStopSignal, parseDurationMs, parsePort } from '../graceful.ts';
 import { CliError, printJson } from '../output.ts';
 
@@ -39,6 +42,8 @@ export function register(program: Command): void {
       `
 Environment: REDIS_URL, REDIS_SENTINELS + REDIS_SENTINEL_NAME, REDIS_CLUSTER_NODES, BIFROST_TOKEN_SECRET, BIFROST_SERVICE_TOKEN.
 SIGTERM drains (reconnect frames spread over the drain window, then close 1012); a second signal exits at once.
+Without a Redis setting the node runs the embedded broker, which serves this one process: it claims
+<dir of BIFROST_FLAGS_FILE>/embedded-broker.json (.bifrost/ by default) and a second gateway there is refused.
 
 Examples:
   $ bifrost gateway                                   # embedded broker, ports 8080/8081
@@ -46,8 +51,8 @@ Examples:
     )
     .action(async (o: GatewayCliOptions) => {
       let port: number, privatePort: number, drainWindowMs: number;
-      let sentinels;
-      let clusterNodes;
+      let sentinels: ReturnType<typeof parseHostList> | undefined;
+      let clusterNodes: ReturnType<typeof parseHostList> | undefined;
       try {
         port = parsePort(o.port!, '--port');
         privatePort = parsePort(o.privatePort!, '--private-port');
@@ -58,6 +63,16 @@ Examples:
         throw new CliError((err as Error).message);
       }
       const warn = { warn: (m: string) => process.stderr.write(`warning: ${m}\n`) };
+      const redisUrl = o.redis ?? process.env.REDIS_URL;
+      // The embedded broker serves one process: a second gateway on it is refused.
+      let claim: EmbeddedBrokerClaim | undefined;
+      if (!redisUrl && !sentinels?.length && !clusterNodes?.length) {
+        try {
+          claim = claimEmbeddedBroker(path.dirname(flagsFilePathFromEnv()), 'bifrost gateway');
+        } catch (err) {
+          throw new CliError(`gateway refused: ${(err as Error).message}`);
+        }
+      }
       let gw;
       try {
         gw = await startGateway({
@@ -67,7 +82,7 @@ Examples:
           privateHost: o.privateHost,
           publicUrl: o.publicUrl,
           nodeId: o.nodeId,
-          redisUrl: o.redis ?? process.env.REDIS_URL,
+          redisUrl,
           redisPrefix: o.redisPrefix,
           redisSentinels: sentinels,
           redisSentinelName: process.env.REDIS_SENTINEL_NAME,
@@ -78,8 +93,10 @@ Examples:
           logLevel: o.logLevel,
         });
       } catch (err) {
+        claim?.release();
         throw new CliError(`gateway failed to start: ${(err as Error).message}`);
       }
+      claim?.describe({ publicUrl: gw.publicUrl, privateUrl: gw.privateUrl });
       if (gw.ctx.broker.kind === 'memory') {
         process.stderr.write('note: no REDIS_URL: this node uses the embedded in-process broker, so it cannot share topics with any other node. Set REDIS_URL to run several.\n');
       }
@@ -90,6 +107,7 @@ Examples:
         process.stderr.write(`${signal}: draining ${gw.ctx.registry.size} connections over ${drainWindowMs} ms\n`);
         await gw.drain();
         await gw.close();
+        claim?.release();
       });
     });
 }

@@ -1,7 +1,7 @@
 /** `bifrost up` as a user runs it: refusals with one clear line, and a full start/stop. */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -45,12 +45,18 @@ describe('bifrost up', () => {
       expect(await svc.json()).toMatchObject({ name: 'sync', upstream: info.syncUrl, prefixes: ['/'] });
       const rollout = await (await fetch(info.adminUrl + '/api/rollout')).json();
       expect(rollout.percent).toBe(0);
+      // Its node holds the embedded broker of this directory: a separate gateway here is refused.
+      const second = spawnSync(process.execPath, [BIFROST_BIN, 'gateway', '--port', '0', '--private-port', '0'], { cwd, encoding: 'utf8', env: { ...process.env, REDIS_URL: '' } });
+      expect(second.status).toBe(2);
+      expect(second.stderr).toContain(`(pid ${child.pid} at ${info.nodes[0]!.publicUrl}`);
+      expect(second.stderr).toContain('bifrost up');
     } finally {
       child.kill('SIGINT');
       const [code] = await once(child, 'exit');
       expect(code).toBe(0);
     }
-    // Nothing is left listening.
+    // The claim on the embedded broker is released, and nothing is left listening.
+    expect(existsSync(path.join(cwd, '.bifrost', 'embedded-broker.json'))).toBe(false);
     await expect(fetch(info.shimUrl + '/godserver/init')).rejects.toThrow();
     await expect(fetch(info.nodes[0]!.publicUrl + '/healthz')).rejects.toThrow();
   }, 60_000);

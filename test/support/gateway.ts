@@ -1,6 +1,8 @@
 /** Starting gateway nodes for tests: in-process, or as real `bifrost gateway` processes. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.ts';
 import type { GatewayOptions } from '../../gateway/config.ts';
@@ -54,11 +56,17 @@ export interface GatewayProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Runs `bifrost gateway` as a separate process, as production does. */
-export async function spawnGateway(env: Record<string, string>, args: string[] = []): Promise<GatewayProcess> {
+/**
+ * Runs `bifrost gateway` as a separate process, as production does. It runs in
+ * its own temporary directory (`cwd`), where a gateway on the embedded broker
+ * claims `.bifrost/embedded-broker.json`; pass the same `cwd` to start a
+ * second one next to it.
+ */
+export async function spawnGateway(env: Record<string, string>, args: string[] = [], cwd: string = mkdtempSync(path.join(tmpdir(), 'bifrost-gw-'))): Promise<GatewayProcess> {
   const port = await freePort();
   const privatePort = await freePort();
   const child = spawn(process.execPath, [BIFROST_BIN, 'gateway', '--port', String(port), '--private-port', String(privatePort), '--host', '127.0.0.1', '--log-level', 'warn', '--json', ...args], {
+    cwd,
     env: { ...process.env, BIFROST_TOKEN_SECRET: TEST_SECRET, BIFROST_SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

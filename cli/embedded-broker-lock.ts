@@ -1,0 +1,128 @@
+/**
+ * One gateway process per embedded broker. The embedded (in-process) broker
+ * cannot be shared: a second gateway started without REDIS_URL next to the
+ * first would split users between two brokers that never see each other's
+ * events. So a gateway on the embedded broker claims
+ * `<state dir>/embedded-broker.json` (the state dir is the flags file's
+ * directory, `.bifrost/` by default: the local stack the shim reads its flags
+ * from), and a second one is refused with the first one's pid and URLs.
+ *
+ * The claim is the file itself, created exclusively (`wx`) and removed when
+ * the process stops. A file whose pid is no longer alive (a killed process)
+ * is stale and taken over at once. The take-over runs under a short
+ * proper-lockfile lock, so two processes starting at the same moment cannot
+ * both take over the same stale file.
+ */
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import lockfile from 'proper-lockfile';
+
+export const EMBEDDED_BROKER_FILE = 'embedded-broker.json';
+
+export interface EmbeddedBrokerHolder {
+  pid: number;
+  startedAt: string;
+  /** What holds it: `bifrost gateway` or `bifrost up`. */
+  command: string;
+  publicUrl?: string;
+  privateUrl?: string;
+}
+
+export class EmbeddedBrokerInUseError extends Error {
+  constructor(
+    message: string,
+    readonly holder: EmbeddedBrokerHolder,
+  ) {
+    super(message);
+    this.name = 'EmbeddedBrokerInUseError';
+  }
+}
+
+export interface EmbeddedBrokerClaim {
+  file: string;
+  /** Adds the URLs once the gateway listens (shown to a refused second process). */
+  describe(urls: { publicUrl: string; privateUrl: string }): void;
+  /** Removes the claim if it is still this process's. Idempotent. */
+  release(): void;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function readHolder(file: string): EmbeddedBrokerHolder | undefined {
+  try {
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as Partial<EmbeddedBrokerHolder>;
+    return typeof doc.pid === 'number' && Number.isInteger(doc.pid) && doc.pid > 0 ? (doc as EmbeddedBrokerHolder) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function refusal(file: string, h: EmbeddedBrokerHolder): EmbeddedBrokerInUseError {
+  const where = h.publicUrl ? ` at ${h.publicUrl}` : '';
+  return new EmbeddedBrokerInUseError(
+    `another gateway already runs on the embedded broker of ${path.dirname(file)}: ${h.command} (pid ${h.pid}${where}, since ${h.startedAt}). ` +
+      'The embedded broker lives inside one process and cannot be shared; give every gateway the same REDIS_URL to run several, ' +
+      `or set BIFROST_FLAGS_FILE to another directory for a separate local stack (claim: ${file})`,
+    h,
+  );
+}
+
+/** Claims the embedded broker of `stateDir` for this process; throws EmbeddedBrokerInUseError if a live process holds it. */
+export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBrokerClaim {
+  const stateDir = path.resolve(dir);
+  mkdirSync(stateDir, { recursive: true });
+  const file = path.join(stateDir, EMBEDDED_BROKER_FILE);
+  let holder: EmbeddedBrokerHolder = { pid: process.pid, startedAt: new Date().toISOString(), command };
+  const write = (flag: 'wx' | 'w'): void => writeFileSync(file, JSON.stringify(holder) + '\n', { flag });
+  try {
+    write('wx');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    let release: (() => void) | undefined;
+    try {
+      release = lockfile.lockSync(file, { realpath: false, stale: 5000 });
+    } catch (lockErr) {
+      if ((lockErr as NodeJS.ErrnoException).code === 'ELOCKED') {
+        throw new Error(`another gateway is claiming the embedded broker of ${stateDir} right now (${file}.lock); try again in a few seconds`);
+      }
+      throw lockErr;
+    }
+    try {
+      const current = readHolder(file);
+      if (current && current.pid !== process.pid && isAlive(current.pid)) throw refusal(file, current);
+      write('w'); // stale (its process is gone) or unreadable: take it over
+    } finally {
+      release();
+    }
+  }
+  let released = false;
+  const claim: EmbeddedBrokerClaim = {
+    file,
+    describe(urls) {
+      if (released) return;
+      holder = { ...holder, ...urls };
+      if (readHolder(file)?.pid === process.pid) write('w');
+    },
+    release() {
+      if (released) return;
+      released = true;
+      process.removeListener('exit', onExit);
+      try {
+        if (readHolder(file)?.pid === process.pid) unlinkSync(file);
+      } catch {
+        /* already gone */
+      }
+    },
+  };
+  const onExit = (): void => claim.release();
+  process.once('exit', onExit);
+  return claim;
+}
