@@ -49,6 +49,8 @@ const HELP = `npm run bench -- [options]
  shim-proxy:
   --echo-connections <n>  default 100         --echo-inflight <n> default 16
   --echo-seconds <n>      default 10 (quick 3) --open-connections <n> default 2000 (quick 500)
+  --warmup-connections <n> opened and closed through each path before the measured opens
+                          (not recorded), default = --open-connections
  idle:
   --idle-connections <n>  default 19900 (quick 2000)
  reconnect-storm:
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
       'echo-inflight': { type: 'string' },
       'echo-seconds': { type: 'string' },
       'open-connections': { type: 'string' },
+      'warmup-connections': { type: 'string' },
       'idle-connections': { type: 'string' },
       'storm-clients': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -174,6 +177,7 @@ async function main(): Promise<void> {
         echoSeconds: num(values['echo-seconds'], quick ? 3 : 10),
         openConnections: num(values['open-connections'], quick ? 500 : 2000),
         openConcurrency: 50,
+        warmupConnections: num(values['warmup-connections'], num(values['open-connections'], quick ? 500 : 2000)),
         reps,
       };
       await scenario('shim-proxy', () => runShimProxy(bc, o));
