@@ -38,6 +38,9 @@ export class EmbeddedBrokerInUseError extends Error {
   }
 }
 
+/** Claims held by this process (a second stack in the same process is refused too). */
+const heldHere = new Set<string>();
+
 export interface EmbeddedBrokerClaim {
   file: string;
   /** Adds the URLs once the gateway listens (shown to a refused second process). */
@@ -80,6 +83,10 @@ export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBroke
   const stateDir = path.resolve(dir);
   mkdirSync(stateDir, { recursive: true });
   const file = path.join(stateDir, EMBEDDED_BROKER_FILE);
+  if (heldHere.has(file)) {
+    const current = readHolder(file);
+    if (current) throw refusal(file, current);
+  }
   let holder: EmbeddedBrokerHolder = { pid: process.pid, startedAt: new Date().toISOString(), command };
   const write = (flag: 'wx' | 'w'): void => writeFileSync(file, JSON.stringify(holder) + '\n', { flag });
   try {
@@ -97,12 +104,13 @@ export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBroke
     }
     try {
       const current = readHolder(file);
-      if (current && current.pid !== process.pid && isAlive(current.pid)) throw refusal(file, current);
+      if (current && (current.pid === process.pid ? heldHere.has(file) : isAlive(current.pid))) throw refusal(file, current);
       write('w'); // stale (its process is gone) or unreadable: take it over
     } finally {
       release();
     }
   }
+  heldHere.add(file);
   let released = false;
   const claim: EmbeddedBrokerClaim = {
     file,
@@ -114,6 +122,7 @@ export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBroke
     release() {
       if (released) return;
       released = true;
+      heldHere.delete(file);
       process.removeListener('exit', onExit);
       try {
         if (readHolder(file)?.pid === process.pid) unlinkSync(file);

@@ -1,0 +1,69 @@
+/** The claim file of the embedded broker: refused while its holder lives, taken over when it is gone or unreadable. */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { claimEmbeddedBroker, EmbeddedBrokerInUseError, EMBEDDED_BROKER_FILE } from '../../cli/embedded-broker-lock.ts';
+
+const newDir = () => path.join(mkdtempSync(path.join(tmpdir(), 'bifrost-claim-')), '.bifrost');
+const holderAt = (dir: string) => JSON.parse(readFileSync(path.join(dir, EMBEDDED_BROKER_FILE), 'utf8'));
+const writeHolder = (dir: string, doc: unknown) => writeFileSync(path.join(dir, EMBEDDED_BROKER_FILE), typeof doc === 'string' ? doc : JSON.stringify(doc));
+
+describe('claimEmbeddedBroker', () => {
+  it('creates the state dir and the claim, describes it, and removes it on release', () => {
+    const dir = newDir();
+    const claim = claimEmbeddedBroker(dir, 'bifrost gateway');
+    expect(holderAt(dir)).toMatchObject({ pid: process.pid, command: 'bifrost gateway' });
+    claim.describe({ publicUrl: 'http://127.0.0.1:8080', privateUrl: 'http://127.0.0.1:8081' });
+    expect(holderAt(dir)).toMatchObject({ pid: process.pid, publicUrl: 'http://127.0.0.1:8080' });
+    claim.release();
+    claim.release();
+    expect(existsSync(path.join(dir, EMBEDDED_BROKER_FILE))).toBe(false);
+  });
+
+  it('refuses while a live process holds it, naming that process', () => {
+    const dir = newDir();
+    claimEmbeddedBroker(dir, 'probe').release();
+    writeHolder(dir, { pid: process.ppid, startedAt: '2026-11-28T00:00:00.000Z', command: 'bifrost up', publicUrl: 'http://127.0.0.1:9999' });
+    let err: unknown;
+    try {
+      claimEmbeddedBroker(dir, 'bifrost gateway');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(EmbeddedBrokerInUseError);
+    expect((err as Error).message).toContain(`bifrost up (pid ${process.ppid} at http://127.0.0.1:9999, since 2026-11-28T00:00:00.000Z)`);
+    expect(holderAt(dir).pid).toBe(process.ppid);
+  });
+
+  it('refuses a second claim from the same process', () => {
+    const dir = newDir();
+    const first = claimEmbeddedBroker(dir, 'bifrost up');
+    expect(() => claimEmbeddedBroker(dir, 'bifrost up')).toThrow(EmbeddedBrokerInUseError);
+    first.release();
+    claimEmbeddedBroker(dir, 'bifrost up').release();
+  });
+
+  it('takes over a claim whose process is gone, or that cannot be read', () => {
+    const dir = newDir();
+    claimEmbeddedBroker(dir, 'probe').release();
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    writeHolder(dir, { pid: Number(dead.stdout), startedAt: 'x', command: 'bifrost gateway' });
+    const a = claimEmbeddedBroker(dir, 'bifrost gateway');
+    expect(holderAt(dir).pid).toBe(process.pid);
+    a.release();
+    writeHolder(dir, '{not json');
+    const b = claimEmbeddedBroker(dir, 'bifrost gateway');
+    expect(holderAt(dir).pid).toBe(process.pid);
+    b.release();
+  });
+
+  it('does not remove a claim that is no longer its own', () => {
+    const dir = newDir();
+    const claim = claimEmbeddedBroker(dir, 'bifrost gateway');
+    writeHolder(dir, { pid: process.ppid, startedAt: 'x', command: 'someone else' });
+    claim.release();
+    expect(holderAt(dir).command).toBe('someone else');
+  });
+});
