@@ -89,6 +89,12 @@ export function renderMarkdown(result: Any): string {
           ),
       );
     } else out.push(`\nnginx skipped: ${s.nginxSkipped}`);
+    if (s.library) {
+      out.push(
+        `\nhttp-proxy-3 alone (no decision, no tracking): ${s.library.connectionRateBareVsNginx !== undefined ? `${s.library.connectionRateBareVsNginx.toFixed(2)}× nginx's connections/s; ` : ''}` +
+          `the shim opens ${s.library.connectionRateShimVsBare.toFixed(2)}× its connections/s and adds ${Math.round(s.library.shimExtraUsPerConnection)} µs of CPU per upgrade (no target).`,
+      );
+    }
   }
   const i = ok(result.scenarios.idle);
   if (i) {

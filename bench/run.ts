@@ -178,6 +178,7 @@ async function main(): Promise<void> {
         openConnections: num(values['open-connections'], quick ? 500 : 2000),
         openConcurrency: 50,
         // Quick mode warms with half its opens: --quick must stay within 3 minutes.
+        bareHttpProxy: !quick,
         warmupConnections: num(values['warmup-connections'], quick ? 250 : num(values['open-connections'], 2000)),
         reps,
       };

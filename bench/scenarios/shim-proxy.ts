@@ -15,7 +15,7 @@ import type { LatencySummary } from '../harness/histogram.ts';
 import { CpuMeter } from '../harness/cpu.ts';
 import { sleep, stopAll } from '../harness/processes.ts';
 import { mean, pair, printTable, ratioText } from '../harness/report.ts';
-import { startPeerProcess } from '../systems/peer.ts';
+import { startPeerProcess, type PeerNode } from '../systems/peer.ts';
 import { ensureNginx, startNginx, type RunningNginx } from '../systems/nginx.ts';
 import { startShimProcess, type RunningShim } from '../systems/shim.ts';
 
@@ -28,6 +28,8 @@ export interface ShimProxyOptions {
   openConcurrency: number;
   /** Connections opened and closed through each path before its measured open phase. */
   warmupConnections: number;
+  /** Also measure http-proxy-3 alone (no decision): what the library costs, apart from the shim. */
+  bareHttpProxy: boolean;
   reps: number;
 }
 
@@ -42,6 +44,7 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
   const echo = await startPeerProcess('echo', 'bench/systems/echo-server.ts', []);
   let nginx: RunningNginx | undefined;
   let shim: RunningShim | undefined;
+  let bare: PeerNode | undefined;
   let nginxSkipped: string | undefined;
   try {
     const echoUrl = `http://127.0.0.1:${echo.port}`;
@@ -49,12 +52,15 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
     if ('bin' in ng) nginx = await startNginx(ng.bin, echo.port);
     else nginxSkipped = ng.skipped;
     if (nginxSkipped) bc.log(`shim-proxy: nginx skipped — ${nginxSkipped}`);
+    // The library alone (full runs): what http-proxy-3 costs per upgrade, without the shim's decision.
+    bare = o.bareHttpProxy ? await startPeerProcess('http-proxy-3', 'bench/systems/http-proxy-server.ts', ['--target', echoUrl], bc.serverNodeArgs('http-proxy-3')) : undefined;
     shim = await startShimProcess({ bifrostUrls: [echoUrl], syncUrl: echoUrl, fallback: 'error', nodeArgs: bc.serverNodeArgs('shim') });
     // The shim polls /load once a second: let it see the echo node as eligible.
     await sleep(1200);
     const paths: { id: string; url: string; routeSecret?: string; pids: () => number[] }[] = [
       { id: 'direct', url: `ws://127.0.0.1:${echo.port}/socket.io/`, pids: () => [] },
       ...(nginx ? [{ id: 'nginx', url: `ws://127.0.0.1:${nginx.port}/socket.io/`, pids: nginx.pids }] : []),
+      ...(bare ? [{ id: 'http-proxy-3', url: `ws://127.0.0.1:${bare.port}/socket.io/`, pids: () => [bare!.child.pid] }] : []),
       { id: 'shim', url: shim.url.replace(/^http/, 'ws') + '/socket.io/', routeSecret: shim.routeSecret, pids: () => [shim!.child.pid] },
     ];
     const results: PathResult[] = [];
@@ -119,6 +125,14 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
           connectionRateShimVsNginx: mean(of('shim', (r) => r.open.perSec)) / mean(of('nginx', (r) => r.open.perSec)),
         }
       : undefined;
+    // No targets: how the library alone compares, and what the shim adds to it per upgrade.
+    const library = bare
+      ? {
+          connectionRateBareVsNginx: nginx ? mean(of('http-proxy-3', (r) => r.open.perSec)) / mean(of('nginx', (r) => r.open.perSec)) : undefined,
+          connectionRateShimVsBare: mean(of('shim', (r) => r.open.perSec)) / mean(of('http-proxy-3', (r) => r.open.perSec)),
+          shimExtraUsPerConnection: mean(of('shim', (r) => r.open.proxyUsPerConnection)) - mean(of('http-proxy-3', (r) => r.open.proxyUsPerConnection)),
+        }
+      : undefined;
     if (ratios) {
       process.stdout.write(
         `Shim CPU/round trip vs nginx:   ${ratioText(ratios.cpuPerRoundTripShimVsNginx, 1.0, 'max')}\n` +
@@ -127,10 +141,16 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
     } else {
       process.stdout.write(`nginx rows skipped: ${nginxSkipped}\n`);
     }
-    return { options: o, nginxSkipped, results, ratios };
+    if (library) {
+      process.stdout.write(
+        (library.connectionRateBareVsNginx !== undefined ? `http-proxy-3 alone, connections/s vs nginx: ${library.connectionRateBareVsNginx.toFixed(2)}× (no target)\n` : '') +
+          `Shim connections/s vs http-proxy-3 alone: ${library.connectionRateShimVsBare.toFixed(2)}×; the shim adds ${Math.round(library.shimExtraUsPerConnection)} µs of CPU per upgrade (decision, tracking)\n`,
+      );
+    }
+    return { options: o, nginxSkipped, results, ratios, library };
   } finally {
     await bc.generator.call('closeAll').catch(() => undefined);
-    await stopAll([shim?.child, echo.child]);
+    await stopAll([shim?.child, bare?.child, echo.child]);
     await nginx?.stop();
   }
 }
