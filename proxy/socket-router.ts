@@ -91,23 +91,38 @@ interface PollingSession {
   inflight: Set<http.ServerResponse>;
 }
 
-/** An agent that hands http.request an already-connected socket, once. */
-class PreconnectedAgent extends http.Agent {
-  constructor(private readonly socket: net.Socket) {
-    super({ keepAlive: false });
-  }
-  override createConnection(): Duplex {
-    return this.socket;
-  }
+/**
+ * One agent per router that hands http.request the socket the router
+ * connected beforehand (so it could try the next node when one refused).
+ * http-proxy-3 creates its outgoing request synchronously inside
+ * `proxy.ws()`, so `handOver` sets the socket, calls it, and clears the slot:
+ * no agent is built per upgrade.
+ */
+function handOverAgent<A extends http.Agent>(Base: new (o: http.AgentOptions) => A) {
+  return class extends (Base as new (o: http.AgentOptions) => http.Agent) {
+    private next: Duplex | undefined;
+    constructor() {
+      super({ keepAlive: false });
+    }
+    override createConnection(): Duplex {
+      const s = this.next;
+      this.next = undefined;
+      if (!s) throw new Error('no pre-connected backend socket to hand over');
+      return s;
+    }
+    /** Runs `start` (which must create the request synchronously) with `socket` as its connection. */
+    handOver(socket: Duplex, start: () => void): void {
+      this.next = socket;
+      try {
+        start();
+      } finally {
+        this.next = undefined;
+      }
+    }
+  };
 }
-class PreconnectedHttpsAgent extends https.Agent {
-  constructor(private readonly socket: tls.TLSSocket) {
-    super({ keepAlive: false });
-  }
-  override createConnection(): Duplex {
-    return this.socket;
-  }
-}
+const HandOverAgent = handOverAgent(http.Agent);
+const HandOverHttpsAgent = handOverAgent(https.Agent);
 
 /**
  * The URL (path + query) a socket request is forwarded with: `bf_route` removed,
@@ -115,7 +130,11 @@ class PreconnectedHttpsAgent extends https.Agent {
  * towards Bifrost too when `restoreTo` is `all`. Everything else is kept as is.
  */
 export function rewriteSocketUrl(url: string, backend: Route, sdkParams: Record<string, string>, restoreTo: 'all' | 'sync'): string {
-  const u = new URL(url, 'http://shim.invalid');
+  return rewriteParsedSocketUrl(new URL(url, 'http://shim.invalid'), backend, sdkParams, restoreTo);
+}
+
+/** `rewriteSocketUrl` on an already parsed URL, which it changes (an upgrade parses its URL once). */
+function rewriteParsedSocketUrl(u: URL, backend: Route, sdkParams: Record<string, string>, restoreTo: 'all' | 'sync'): string {
   u.searchParams.delete(ROUTE_TOKEN_PARAM);
   if (backend === 'sync' || restoreTo === 'all') {
     for (const [k, v] of Object.entries(sdkParams)) {
@@ -204,6 +223,8 @@ export class SocketRouter {
   /** Per upgrade request: what to do with http-proxy-3's outgoing request once it exists. */
   private readonly pendingUpgrades = new WeakMap<http.IncomingMessage, (proxyReq: http.ClientRequest) => void>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly httpAgent = new HandOverAgent();
+  private readonly httpsAgent = new HandOverHttpsAgent();
 
   constructor(private readonly deps: SocketRouterDeps) {
     this.syncTarget = new URL(deps.opts.syncUrl);
@@ -543,7 +564,8 @@ export class SocketRouter {
       return;
     }
     if (pinned) pinned.upgraded = true;
-    await this.pipeUpgrade(req, socket, head, guard, dest, claims, this.rewriteUrl(req.url ?? '/', dest.backend), conn, sid ?? undefined);
+    const forwardUrl = rewriteParsedSocketUrl(url, dest.backend, opts.sailsSdkParams, opts.restoreSdkParams);
+    await this.pipeUpgrade(req, socket, head, guard, dest, claims, forwardUrl, conn, sid ?? undefined);
   }
 
   /** Hands the upgrade to http-proxy-3 over a (pre)connected backend socket, and tracks the connection. */
@@ -648,15 +670,16 @@ export class SocketRouter {
         if (dest.node && res.statusCode && res.statusCode >= 500) this.deps.pool.markFailed(dest.node);
       });
     });
-    const secure = dest.target.protocol === 'https:';
-    const agent = secure ? new PreconnectedHttpsAgent(backendSocket as tls.TLSSocket) : new PreconnectedAgent(backendSocket);
-    this.proxy.ws(req, socket, head, { target: dest.target, agent }, (err) => {
-      this.pendingUpgrades.delete(req);
-      settle('error');
-      metrics.proxyErrors.inc({ backend: dest.backend, kind: (err as NodeJS.ErrnoException).code ?? 'error' });
-      log.debug({ conn: id, err: err.message, backend: dest.backend }, 'WebSocket proxy error');
-      backendSocket.destroy();
-    });
+    const agent = dest.target.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
+    agent.handOver(backendSocket, () =>
+      this.proxy.ws(req, socket, head, { target: dest.target, agent }, (err) => {
+        this.pendingUpgrades.delete(req);
+        settle('error');
+        metrics.proxyErrors.inc({ backend: dest.backend, kind: (err as NodeJS.ErrnoException).code ?? 'error' });
+        log.debug({ conn: id, err: err.message, backend: dest.backend }, 'WebSocket proxy error');
+        backendSocket.destroy();
+      }),
+    );
     // proxy.ws may have refused synchronously (not a valid WebSocket upgrade) without a backend request.
     if (this.pendingUpgrades.has(req) && socket.destroyed) {
       this.pendingUpgrades.delete(req);
