@@ -61,13 +61,19 @@ describe('hostile input at the shim', () => {
     const valid = signRouteToken(ROUTE_SECRET, { userId: 'victim', teamId: 't' }, 3600);
     const parts = valid.split('.');
     const forged = [
-      ...Array.from({ length: 50 }, (_, i) => valid.slice(0, -1 - (i % 5)) + 'A'), // bit-flipped signatures
+      // Bit-flipped signatures: one of the last full characters changed. (Not the very last one: it carries
+      // only 4 bits, so replacing it can leave the signature as it was, and 'A' is its value 1 time in 16.)
+      ...Array.from({ length: 50 }, (_, i) => {
+        const at = valid.length - 2 - (i % 5);
+        return valid.slice(0, at) + (valid[at] === 'A' ? 'B' : 'A') + valid.slice(at + 1);
+      }),
       ...Array.from({ length: 50 }, (_, i) => [parts[0], Buffer.from(`admin${i}`).toString('base64url'), parts[2], parts[3], parts[4]].join('.')), // swapped user
       ...Array.from({ length: 20 }, () => signRouteToken('some-other-secret', { userId: 'victim', teamId: 't' }, 3600)), // wrong key
       ...Array.from({ length: 20 }, () => signRouteToken(ROUTE_SECRET, { userId: 'victim', teamId: 't' }, 1, Math.floor(Date.now() / 1000) - 100)), // expired
       ...Array.from({ length: 20 }, (_, i) => 'x'.repeat(10 + i * 300)), // garbage and oversized
       ...Array.from({ length: 20 }, (_, i) => parts.slice(0, i % 5).join('.')), // truncated
     ];
+    expect(forged).not.toContain(valid);
     const before = await metric('bifrost_shim_route_token_rejections_total', '');
     for (const t of forged) {
       const r = await fetch(`${shim.url}/socket.io/?EIO=4&transport=polling&bf_route=${encodeURIComponent(t)}&__sails_io_sdk_version=1.2.1`);
