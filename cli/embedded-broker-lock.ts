@@ -16,6 +16,7 @@
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
+import { pidAlive } from './pid.ts';
 
 export const EMBEDDED_BROKER_FILE = 'embedded-broker.json';
 
@@ -47,16 +48,6 @@ export interface EmbeddedBrokerClaim {
   describe(urls: { publicUrl: string; privateUrl: string }): void;
   /** Removes the claim if it is still this process's. Idempotent. */
   release(): void;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function readHolder(file: string): EmbeddedBrokerHolder | undefined {
@@ -104,7 +95,7 @@ export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBroke
     }
     try {
       const current = readHolder(file);
-      if (current && (current.pid === process.pid ? heldHere.has(file) : isAlive(current.pid))) throw refusal(file, current);
+      if (current && (current.pid === process.pid ? heldHere.has(file) : pidAlive(current.pid))) throw refusal(file, current);
       write('w'); // stale (its process is gone) or unreadable: take it over
     } finally {
       release();

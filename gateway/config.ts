@@ -7,6 +7,11 @@ import type { Broker } from './broker.ts';
 
 export const DEV_SERVICE_TOKEN = 'bifrost-dev-service-token';
 
+/** Whether these options select the Redis broker (single, Sentinel or Cluster); otherwise the embedded one. */
+export function usesRedisBroker(o: Pick<GatewayOptions, 'redisUrl' | 'redisSentinels' | 'redisClusterNodes'>): boolean {
+  return Boolean(o.redisUrl || o.redisSentinels?.length || o.redisClusterNodes?.length);
+}
+
 export interface GatewayOptions {
   /** Public gateway port (`/ws`, `/socket.io/`, probes). 0 = random. Default BIFROST_GATEWAY_PORT or 8080. */
   port?: number;

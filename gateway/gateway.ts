@@ -10,7 +10,7 @@ import type { Broker, NodeInfo } from './broker.ts';
 import { MemoryBroker } from './broker-memory.ts';
 import { RedisBroker } from './broker-redis.ts';
 import { ConnectionRegistry } from './client-connection.ts';
-import { resolveGatewayOptions, type GatewayOptions } from './config.ts';
+import { resolveGatewayOptions, usesRedisBroker, type GatewayOptions } from './config.ts';
 import type { GatewayContext } from './context.ts';
 import { LoadFactor } from './load-factor.ts';
 import { GatewayMetrics } from './metrics.ts';
@@ -46,7 +46,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const ownBroker = !opts.broker;
   const broker: Broker =
     opts.broker ??
-    (opts.redisUrl || opts.redisSentinels?.length || opts.redisClusterNodes?.length
+    (usesRedisBroker(opts)
       ? new RedisBroker({
           url: opts.redisUrl,
           clusterNodes: opts.redisClusterNodes,

@@ -159,14 +159,13 @@ export class BifrostNodePool {
    * the embedded broker, users on different nodes would not see each other's
    * events: say so loudly (once per change). Routing is left as it is.
    */
-  isolatedNodes(): BifrostNode[] {
-    const reachable = this.nodes.filter((n) => n.reachable);
-    if (reachable.length < 2) return [];
-    return reachable.filter((n) => n.broker === 'memory');
+  isolatedNodes(reachable: BifrostNode[] = this.nodes.filter((n) => n.reachable)): BifrostNode[] {
+    return reachable.length < 2 ? [] : reachable.filter((n) => n.broker === 'memory');
   }
 
   private checkBrokers(): void {
-    const isolated = this.isolatedNodes();
+    const reachable = this.nodes.filter((n) => n.reachable);
+    const isolated = this.isolatedNodes(reachable);
     const key = isolated.map((n) => n.url).join(',');
     if (key === this.isolatedKey) return;
     this.isolatedKey = key;
@@ -176,7 +175,7 @@ export class BifrostNodePool {
     }
     this.opts.log.error(
       { nodes: isolated.map((n) => `${n.id} (${n.url})`) },
-      `Bifrost node(s) ${isolated.map((n) => n.id).join(', ')} run the embedded in-process broker while this shim spreads users over ${this.nodes.filter((n) => n.reachable).length} nodes: ` +
+      `Bifrost node(s) ${isolated.map((n) => n.id).join(', ')} run the embedded in-process broker while this shim spreads users over ${reachable.length} nodes: ` +
         'users on different nodes will not see each other\'s events. Give every gateway the same REDIS_URL.',
     );
   }

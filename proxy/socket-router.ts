@@ -98,8 +98,8 @@ interface PollingSession {
  * `proxy.ws()`, so `handOver` sets the socket, calls it, and clears the slot:
  * no agent is built per upgrade.
  */
-function handOverAgent<A extends http.Agent>(Base: new (o: http.AgentOptions) => A) {
-  return class extends (Base as new (o: http.AgentOptions) => http.Agent) {
+function handOverAgent(Base: typeof http.Agent) {
+  return class extends Base {
     private next: Duplex | undefined;
     constructor() {
       super({ keepAlive: false });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { parseHostList, serviceTokenFromEnv } from '../../gateway/config.ts';
+import { parseHostList, serviceTokenFromEnv, usesRedisBroker } from '../../gateway/config.ts';
 import { startGateway } from '../../gateway/gateway.ts';
 import { tokenSecretFromEnv } from '../../gateway/token.ts';
 import { flagsFilePathFromEnv } from '../../proxy/flags-file.ts';
@@ -66,7 +66,7 @@ Examples:
       const redisUrl = o.redis ?? process.env.REDIS_URL;
       // The embedded broker serves one process: a second gateway on it is refused.
       let claim: EmbeddedBrokerClaim | undefined;
-      if (!redisUrl && !sentinels?.length && !clusterNodes?.length) {
+      if (!usesRedisBroker({ redisUrl, redisSentinels: sentinels, redisClusterNodes: clusterNodes })) {
         try {
           claim = claimEmbeddedBroker(path.dirname(flagsFilePathFromEnv()), 'bifrost gateway');
         } catch (err) {

@@ -12,6 +12,7 @@
  * still exists; a dead owner's lease is taken over (that is how a killed ramp
  * resumes), a live one refuses a second ramp.
  */
+import { pidAlive } from '../pid.ts';
 import type { GuardReading } from './ramp-guards.ts';
 import type { RampPlan } from './ramp-plan.ts';
 
@@ -89,15 +90,6 @@ export function withEvent(doc: RampDoc, e: Omit<RampEvent, 'at'>, now = new Date
   return { ...doc, history };
 }
 
-/** Whether a pid exists on this machine. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface LeaseCheck {
   now: number;

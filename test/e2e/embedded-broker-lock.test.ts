@@ -3,7 +3,7 @@
  * `bifrost up`) on the same local stack is refused with one line naming the
  * first, a killed holder's claim is taken over, and a clean stop removes it.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,13 +11,14 @@ import { spawnGateway, type GatewayProcess } from '../support/gateway.ts';
 
 const EMBEDDED = { REDIS_URL: '', REDIS_SENTINELS: '', REDIS_CLUSTER_NODES: '' };
 const running: GatewayProcess[] = [];
+const dir = mkdtempSync(path.join(tmpdir(), 'bifrost-embedded-'));
 afterAll(async () => {
   for (const g of running) await g.stop('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('one gateway per embedded broker', () => {
   it('refuses a second gateway in the same state dir, takes over after a kill -9, and releases on a clean stop', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'bifrost-embedded-'));
     const claimFile = path.join(dir, '.bifrost', 'embedded-broker.json');
     const first = await spawnGateway(EMBEDDED, ['--drain-window', '100ms'], dir);
     running.push(first);

@@ -4,7 +4,7 @@
  * the embedded broker, the shim logs an error naming it and its admin API
  * marks it (`sharesTopics: false`); nodes on one Redis are fine.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -19,6 +19,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'bifrost-embedded-nodes-'));
 const closers: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const c of closers.reverse()) await c().catch(() => undefined);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 interface NodeView {
@@ -46,6 +47,12 @@ async function nodesOf(shim: ShimHandle): Promise<NodeView[]> {
   return doc.connections.nodes;
 }
 
+/** [id, broker, sharesTopics] per node, once every node has reported its broker. */
+async function brokersOf(shim: ShimHandle): Promise<[string, string | null, boolean][]> {
+  const nodes = await until(() => nodesOf(shim), (n) => n.every((x) => x.broker !== null));
+  return nodes.map((n) => [n.id, n.broker, n.sharesTopics]);
+}
+
 async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -65,8 +72,7 @@ describe('shim over nodes that cannot share topics', () => {
     const { log, lines } = capturingLogger();
     const shim = await shimOver([a, b], log);
 
-    const nodes = await until(() => nodesOf(shim), (n) => n.every((x) => x.broker !== null));
-    expect(nodes.map((n) => [n.id, n.broker, n.sharesTopics])).toEqual([
+    expect(await brokersOf(shim)).toEqual([
       ['solo-a', 'memory', false],
       ['solo-b', 'memory', false],
     ]);
@@ -93,8 +99,7 @@ describe('shim over nodes that cannot share topics', () => {
     closers.push(() => b.close());
     const { log, lines } = capturingLogger();
     const shim = await shimOver([a, b], log);
-    const nodes = await until(() => nodesOf(shim), (n) => n.every((x) => x.broker !== null));
-    expect(nodes.map((n) => [n.id, n.broker, n.sharesTopics])).toEqual([
+    expect(await brokersOf(shim)).toEqual([
       ['shared-a', 'redis', true],
       ['shared-b', 'redis', true],
     ]);

@@ -1,7 +1,7 @@
 /** Starting gateway nodes for tests: in-process, or as real `bifrost gateway` processes. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.ts';
@@ -62,7 +62,8 @@ export interface GatewayProcess {
  * claims `.bifrost/embedded-broker.json`; pass the same `cwd` to start a
  * second one next to it.
  */
-export async function spawnGateway(env: Record<string, string>, args: string[] = [], cwd: string = mkdtempSync(path.join(tmpdir(), 'bifrost-gw-'))): Promise<GatewayProcess> {
+export async function spawnGateway(env: Record<string, string>, args: string[] = [], dir?: string): Promise<GatewayProcess> {
+  const cwd = dir ?? mkdtempSync(path.join(tmpdir(), 'bifrost-gw-'));
   const port = await freePort();
   const privatePort = await freePort();
   const child = spawn(process.execPath, [BIFROST_BIN, 'gateway', '--port', String(port), '--private-port', String(privatePort), '--host', '127.0.0.1', '--log-level', 'warn', '--json', ...args], {
@@ -70,6 +71,8 @@ export async function spawnGateway(env: Record<string, string>, args: string[] =
     env: { ...process.env, BIFROST_TOKEN_SECRET: TEST_SECRET, BIFROST_SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // A directory made here goes with the process; one the caller passed is the caller's.
+  if (!dir) child.once('exit', () => rmSync(cwd, { recursive: true, force: true }));
   const stdout: string[] = [];
   const stderr: string[] = [];
   child.stderr!.on('data', (d) => stderr.push(String(d)));

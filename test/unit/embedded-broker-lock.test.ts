@@ -1,12 +1,20 @@
 /** The claim file of the embedded broker: refused while its holder lives, taken over when it is gone or unreadable. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { claimEmbeddedBroker, EmbeddedBrokerInUseError, EMBEDDED_BROKER_FILE } from '../../cli/embedded-broker-lock.ts';
 
-const newDir = () => path.join(mkdtempSync(path.join(tmpdir(), 'bifrost-claim-')), '.bifrost');
+const made: string[] = [];
+const newDir = () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'bifrost-claim-'));
+  made.push(root);
+  return path.join(root, '.bifrost');
+};
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 const holderAt = (dir: string) => JSON.parse(readFileSync(path.join(dir, EMBEDDED_BROKER_FILE), 'utf8'));
 const writeHolder = (dir: string, doc: unknown) => writeFileSync(path.join(dir, EMBEDDED_BROKER_FILE), typeof doc === 'string' ? doc : JSON.stringify(doc));
 
