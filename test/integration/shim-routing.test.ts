@@ -10,6 +10,7 @@
  * says which backend it is, so one virtual request tells where a socket landed.
  */
 import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAccessToken } from '../../gateway/token.ts';
@@ -266,6 +267,32 @@ describe('shim with real Sails backends', () => {
       expect(recent).toEqual({ windowSeconds: 300, decisions: { sync: 0, bifrost: 2 }, upgrades: { sync: { ok: 0, failed: 0 }, bifrost: { ok: 0, failed: 1 } } });
     } finally {
       await strict.shim.close();
+    }
+  });
+
+  it('restoreSdkParams "sync": a socket decided for Bifrost whose node refuses reaches Sync with the SDK params back (sails.io.js works there)', async () => {
+    // A node that looks idle at the one /load poll, then goes away: its upgrade is refused.
+    const ghost = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ node: 'gw-ghost', loadFactor: 0, draining: false }));
+    });
+    await new Promise<void>((r) => ghost.listen(0, '127.0.0.1', r));
+    const ghostUrl = `http://127.0.0.1:${(ghost.address() as net.AddressInfo).port}`;
+    const { shim } = await shimWith(100, { bifrostUrls: [ghostUrl], fallback: 'sync', restoreSdkParams: 'sync', loadPollIntervalMs: 600_000 });
+    await new Promise<void>((r) => ghost.close(() => r()));
+    try {
+      // sails.io.js on socket.io-client 2 has lost its SDK query to ?bf_route=: real Sails accepts
+      // the socket only if the shim put the params back for the backend that accepted it (Sync).
+      const { client, init: i } = await startClient(shim, 'rs1', 't1');
+      expect(i.route).toBe('bifrost');
+      expect(await landedOn(client)).toBe('sync');
+      await client.close();
+      const text = await metricsText(shim);
+      expect(metricValue(text, 'bifrost_shim_upgrades_total', { backend: 'bifrost', outcome: 'refused' })).toBe(1);
+      expect(metricValue(text, 'bifrost_shim_fallbacks_total', { reason: 'all_refused', action: 'sync' })).toBe(1);
+      expect(metricValue(text, 'bifrost_shim_upgrades_total', { backend: 'sync', outcome: 'ok' })).toBe(1);
+    } finally {
+      await shim.close();
     }
   });
 
