@@ -8,12 +8,16 @@
  * from), and a second one is refused with the first one's pid and URLs.
  *
  * The claim is the file itself, created exclusively (`wx`) and removed when
- * the process stops. A file whose pid is no longer alive (a killed process)
- * is stale and taken over at once. The take-over runs under a short
+ * the process stops. It records the host name with the pid: a file whose pid
+ * is no longer alive on this host (a killed process) is stale and taken over
+ * at once, but a claim made on another host (a state directory shared between
+ * machines or containers) cannot be checked from here, so it is refused with
+ * that host named, never taken over. The take-over runs under a short
  * proper-lockfile lock, so two processes starting at the same moment cannot
  * both take over the same stale file.
  */
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { pidAlive } from './pid.ts';
@@ -22,6 +26,8 @@ export const EMBEDDED_BROKER_FILE = 'embedded-broker.json';
 
 export interface EmbeddedBrokerHolder {
   pid: number;
+  /** Host the pid belongs to (claims written before it was recorded have none: taken as this host). */
+  host?: string;
   startedAt: string;
   /** What holds it: `bifrost gateway` or `bifrost up`. */
   command: string;
@@ -59,26 +65,36 @@ function readHolder(file: string): EmbeddedBrokerHolder | undefined {
   }
 }
 
-function refusal(file: string, h: EmbeddedBrokerHolder): EmbeddedBrokerInUseError {
+/** Whether a claim was made by this host (a claim without a host predates the field: it was). */
+function onThisHost(h: EmbeddedBrokerHolder, host: string): boolean {
+  return h.host === undefined || h.host === host;
+}
+
+function refusal(file: string, h: EmbeddedBrokerHolder, host: string): EmbeddedBrokerInUseError {
   const where = h.publicUrl ? ` at ${h.publicUrl}` : '';
+  const remote = !onThisHost(h, host);
   return new EmbeddedBrokerInUseError(
-    `another gateway already runs on the embedded broker of ${path.dirname(file)}: ${h.command} (pid ${h.pid}${where}, since ${h.startedAt}). ` +
+    `another gateway already runs on the embedded broker of ${path.dirname(file)}: ${h.command} (pid ${h.pid}${remote ? ` on host ${h.host}` : ''}${where}, since ${h.startedAt}). ` +
       'The embedded broker lives inside one process and cannot be shared; give every gateway the same REDIS_URL to run several, ' +
-      `or set BIFROST_FLAGS_FILE to another directory for a separate local stack (claim: ${file})`,
+      `or set BIFROST_FLAGS_FILE to another directory for a separate local stack (claim: ${file}` +
+      (remote ? `; this host (${host}) cannot tell whether that process still runs: if it does not, remove the claim file` : '') +
+      ')',
     h,
   );
 }
 
 /** Claims the embedded broker of `stateDir` for this process; throws EmbeddedBrokerInUseError if a live process holds it. */
-export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBrokerClaim {
+export function claimEmbeddedBroker(dir: string, command: string, host: string = hostname()): EmbeddedBrokerClaim {
   const stateDir = path.resolve(dir);
   mkdirSync(stateDir, { recursive: true });
   const file = path.join(stateDir, EMBEDDED_BROKER_FILE);
   if (heldHere.has(file)) {
     const current = readHolder(file);
-    if (current) throw refusal(file, current);
+    if (current) throw refusal(file, current, host);
   }
-  let holder: EmbeddedBrokerHolder = { pid: process.pid, startedAt: new Date().toISOString(), command };
+  let holder: EmbeddedBrokerHolder = { pid: process.pid, host, startedAt: new Date().toISOString(), command };
+  /** Whether the file holds this process's claim (same pid on the same host). */
+  const mine = (h: EmbeddedBrokerHolder | undefined): boolean => h !== undefined && h.pid === process.pid && onThisHost(h, host);
   const write = (flag: 'wx' | 'w'): void => writeFileSync(file, JSON.stringify(holder) + '\n', { flag });
   try {
     write('wx');
@@ -95,7 +111,10 @@ export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBroke
     }
     try {
       const current = readHolder(file);
-      if (current && (current.pid === process.pid ? heldHere.has(file) : pidAlive(current.pid))) throw refusal(file, current);
+      // Another host's claim cannot be checked from here; this host's is live if its pid is
+      // (this process's own only if this process still holds it).
+      const live = current && (!onThisHost(current, host) || (mine(current) ? heldHere.has(file) : pidAlive(current.pid)));
+      if (current && live) throw refusal(file, current, host);
       write('w'); // stale (its process is gone) or unreadable: take it over
     } finally {
       release();
@@ -108,7 +127,7 @@ export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBroke
     describe(urls) {
       if (released) return;
       holder = { ...holder, ...urls };
-      if (readHolder(file)?.pid === process.pid) write('w');
+      if (mine(readHolder(file))) write('w');
     },
     release() {
       if (released) return;
@@ -116,7 +135,7 @@ export function claimEmbeddedBroker(dir: string, command: string): EmbeddedBroke
       heldHere.delete(file);
       process.removeListener('exit', onExit);
       try {
-        if (readHolder(file)?.pid === process.pid) unlinkSync(file);
+        if (mine(readHolder(file))) unlinkSync(file);
       } catch {
         /* already gone */
       }

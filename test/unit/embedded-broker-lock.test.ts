@@ -1,7 +1,7 @@
 /** The claim file of the embedded broker: refused while its holder lives, taken over when it is gone or unreadable. */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { claimEmbeddedBroker, EmbeddedBrokerInUseError, EMBEDDED_BROKER_FILE } from '../../cli/embedded-broker-lock.ts';
@@ -22,7 +22,7 @@ describe('claimEmbeddedBroker', () => {
   it('creates the state dir and the claim, describes it, and removes it on release', () => {
     const dir = newDir();
     const claim = claimEmbeddedBroker(dir, 'bifrost gateway');
-    expect(holderAt(dir)).toMatchObject({ pid: process.pid, command: 'bifrost gateway' });
+    expect(holderAt(dir)).toMatchObject({ pid: process.pid, host: hostname(), command: 'bifrost gateway' });
     claim.describe({ publicUrl: 'http://127.0.0.1:8080', privateUrl: 'http://127.0.0.1:8081' });
     expect(holderAt(dir)).toMatchObject({ pid: process.pid, publicUrl: 'http://127.0.0.1:8080' });
     claim.release();
@@ -65,6 +65,48 @@ describe('claimEmbeddedBroker', () => {
     const b = claimEmbeddedBroker(dir, 'bifrost gateway');
     expect(holderAt(dir).pid).toBe(process.pid);
     b.release();
+  });
+
+  it("never takes over another host's claim (its pid cannot be checked from here), and says which host holds it", () => {
+    const dir = newDir();
+    claimEmbeddedBroker(dir, 'probe', 'host-b').release();
+    // A pid that is dead here: on this host the claim would be stale.
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    writeHolder(dir, { pid: Number(dead.stdout), host: 'host-a', startedAt: '2026-11-28T00:00:00.000Z', command: 'bifrost gateway' });
+    let err: unknown;
+    try {
+      claimEmbeddedBroker(dir, 'bifrost gateway', 'host-b');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(EmbeddedBrokerInUseError);
+    expect((err as Error).message).toContain(`bifrost gateway (pid ${dead.stdout} on host host-a, since 2026-11-28T00:00:00.000Z)`);
+    expect((err as Error).message).toContain('this host (host-b) cannot tell whether that process still runs: if it does not, remove the claim file');
+    expect(holderAt(dir).host).toBe('host-a');
+    // The same claim seen from host-a is stale and taken over.
+    const mine = claimEmbeddedBroker(dir, 'bifrost gateway', 'host-a');
+    expect(holderAt(dir)).toMatchObject({ pid: process.pid, host: 'host-a' });
+    mine.release();
+    expect(existsSync(path.join(dir, EMBEDDED_BROKER_FILE))).toBe(false);
+  });
+
+  it("does not remove or rewrite another host's claim with this process's pid", () => {
+    const dir = newDir();
+    const claim = claimEmbeddedBroker(dir, 'bifrost gateway', 'host-a');
+    writeHolder(dir, { pid: process.pid, host: 'host-b', startedAt: 'x', command: 'bifrost up' });
+    claim.describe({ publicUrl: 'http://127.0.0.1:8080', privateUrl: 'http://127.0.0.1:8081' });
+    claim.release();
+    expect(holderAt(dir)).toEqual({ pid: process.pid, host: 'host-b', startedAt: 'x', command: 'bifrost up' });
+  });
+
+  it('a claim written without a host (before hosts were recorded) counts as this host: taken over when its pid is dead', () => {
+    const dir = newDir();
+    claimEmbeddedBroker(dir, 'probe').release();
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    writeHolder(dir, { pid: Number(dead.stdout), startedAt: 'x', command: 'bifrost gateway' });
+    const c = claimEmbeddedBroker(dir, 'bifrost gateway');
+    expect(holderAt(dir)).toMatchObject({ pid: process.pid, host: hostname() });
+    c.release();
   });
 
   it('does not remove a claim that is no longer its own', () => {
