@@ -16,6 +16,18 @@ afterAll(() => {
   for (const d of made) rmSync(d, { recursive: true, force: true });
 });
 const holderAt = (dir: string) => JSON.parse(readFileSync(path.join(dir, EMBEDDED_BROKER_FILE), 'utf8'));
+/** A pid no process has any more (one that has just exited). */
+const deadPid = (): number => Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+/** The error a claim is refused with. */
+function refusedClaim(dir: string, command: string, host?: string): Error {
+  try {
+    claimEmbeddedBroker(dir, command, host);
+  } catch (e) {
+    expect(e).toBeInstanceOf(EmbeddedBrokerInUseError);
+    return e as Error;
+  }
+  throw new Error('the claim was not refused');
+}
 const writeHolder = (dir: string, doc: unknown) => writeFileSync(path.join(dir, EMBEDDED_BROKER_FILE), typeof doc === 'string' ? doc : JSON.stringify(doc));
 
 describe('claimEmbeddedBroker', () => {
@@ -34,14 +46,7 @@ describe('claimEmbeddedBroker', () => {
     const dir = newDir();
     claimEmbeddedBroker(dir, 'probe').release();
     writeHolder(dir, { pid: process.ppid, startedAt: '2026-11-28T00:00:00.000Z', command: 'bifrost up', publicUrl: 'http://127.0.0.1:9999' });
-    let err: unknown;
-    try {
-      claimEmbeddedBroker(dir, 'bifrost gateway');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(EmbeddedBrokerInUseError);
-    expect((err as Error).message).toContain(`bifrost up (pid ${process.ppid} at http://127.0.0.1:9999, since 2026-11-28T00:00:00.000Z)`);
+    expect(refusedClaim(dir, 'bifrost gateway').message).toContain(`bifrost up (pid ${process.ppid} at http://127.0.0.1:9999, since 2026-11-28T00:00:00.000Z)`);
     expect(holderAt(dir).pid).toBe(process.ppid);
   });
 
@@ -53,13 +58,12 @@ describe('claimEmbeddedBroker', () => {
     claimEmbeddedBroker(dir, 'bifrost up').release();
   });
 
-  it('takes over a claim whose process is gone, or that cannot be read', () => {
+  it('takes over a claim whose process is gone (a claim without a host, written before hosts were recorded, counts as this host), or that cannot be read', () => {
     const dir = newDir();
     claimEmbeddedBroker(dir, 'probe').release();
-    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    writeHolder(dir, { pid: Number(dead.stdout), startedAt: 'x', command: 'bifrost gateway' });
+    writeHolder(dir, { pid: deadPid(), startedAt: 'x', command: 'bifrost gateway' });
     const a = claimEmbeddedBroker(dir, 'bifrost gateway');
-    expect(holderAt(dir).pid).toBe(process.pid);
+    expect(holderAt(dir)).toMatchObject({ pid: process.pid, host: hostname() });
     a.release();
     writeHolder(dir, '{not json');
     const b = claimEmbeddedBroker(dir, 'bifrost gateway');
@@ -71,17 +75,11 @@ describe('claimEmbeddedBroker', () => {
     const dir = newDir();
     claimEmbeddedBroker(dir, 'probe', 'host-b').release();
     // A pid that is dead here: on this host the claim would be stale.
-    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    writeHolder(dir, { pid: Number(dead.stdout), host: 'host-a', startedAt: '2026-11-28T00:00:00.000Z', command: 'bifrost gateway' });
-    let err: unknown;
-    try {
-      claimEmbeddedBroker(dir, 'bifrost gateway', 'host-b');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(EmbeddedBrokerInUseError);
-    expect((err as Error).message).toContain(`bifrost gateway (pid ${dead.stdout} on host host-a, since 2026-11-28T00:00:00.000Z)`);
-    expect((err as Error).message).toContain('this host (host-b) cannot tell whether that process still runs: if it does not, remove the claim file');
+    const dead = deadPid();
+    writeHolder(dir, { pid: dead, host: 'host-a', startedAt: '2026-11-28T00:00:00.000Z', command: 'bifrost gateway' });
+    const err = refusedClaim(dir, 'bifrost gateway', 'host-b');
+    expect(err.message).toContain(`bifrost gateway (pid ${dead} on host host-a, since 2026-11-28T00:00:00.000Z)`);
+    expect(err.message).toContain('this host (host-b) cannot tell whether that process still runs: if it does not, remove the claim file');
     expect(holderAt(dir).host).toBe('host-a');
     // The same claim seen from host-a is stale and taken over.
     const mine = claimEmbeddedBroker(dir, 'bifrost gateway', 'host-a');
@@ -97,16 +95,6 @@ describe('claimEmbeddedBroker', () => {
     claim.describe({ publicUrl: 'http://127.0.0.1:8080', privateUrl: 'http://127.0.0.1:8081' });
     claim.release();
     expect(holderAt(dir)).toEqual({ pid: process.pid, host: 'host-b', startedAt: 'x', command: 'bifrost up' });
-  });
-
-  it('a claim written without a host (before hosts were recorded) counts as this host: taken over when its pid is dead', () => {
-    const dir = newDir();
-    claimEmbeddedBroker(dir, 'probe').release();
-    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-    writeHolder(dir, { pid: Number(dead.stdout), startedAt: 'x', command: 'bifrost gateway' });
-    const c = claimEmbeddedBroker(dir, 'bifrost gateway');
-    expect(holderAt(dir)).toMatchObject({ pid: process.pid, host: hostname() });
-    c.release();
   });
 
   it('does not remove a claim that is no longer its own', () => {
