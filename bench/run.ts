@@ -44,11 +44,11 @@ const HELP = `npm run bench -- [options]
   --subscribers <n>       default 2000        --topics <n>        default 100
   --rates <a,b,…>         delivered msgs/s per step, stepped upward until a step fails
                           (default 10k,15k,20k,25k,30k,40k,50k,60k,80k,100k,130k,160k,200k,250k; quick 15k,40k)
-  --step-seconds <n>      default 10 (quick 3)
+  --step-seconds <n>      default 10 (quick 2.5)
   --all-steps             run every step even after one failed (compare at equal load; reference = last step)
  shim-proxy:
   --echo-connections <n>  default 100         --echo-inflight <n> default 16
-  --echo-seconds <n>      default 10 (quick 3) --open-connections <n> default 2000 (quick 500)
+  --echo-seconds <n>      default 10 (quick 2) --open-connections <n> default 2000 (quick 500)
   --warmup-connections <n> opened and closed through each path before the measured opens
                           (not recorded), default = --open-connections (quick 250)
  idle:
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
         topics: num(values.topics, 100),
         nodes: 2,
         payloadBytes: 200,
-        stepSeconds: num(values['step-seconds'], quick ? 3 : 10),
+        stepSeconds: num(values['step-seconds'], quick ? 2.5 : 10),
         rates: (list(values.rates) ?? (quick ? ['15000', '40000'] : ['10000', '15000', '20000', '25000', '30000', '40000', '50000', '60000', '80000', '100000', '130000', '160000', '200000', '250000'])).map((r) => num(r, 0)),
         httpSteps: 1,
         p99LimitMs: 50,
@@ -174,7 +174,7 @@ async function main(): Promise<void> {
         echoConnections: num(values['echo-connections'], 100),
         inflight: num(values['echo-inflight'], 16),
         messageBytes: 64,
-        echoSeconds: num(values['echo-seconds'], quick ? 3 : 10),
+        echoSeconds: num(values['echo-seconds'], quick ? 2 : 10),
         openConnections: num(values['open-connections'], quick ? 500 : 2000),
         openConcurrency: 50,
         // Quick mode warms with half its opens: --quick must stay within 3 minutes.
