@@ -8,9 +8,10 @@
  * from), and a second one is refused with the first one's pid and URLs.
  *
  * The claim is the file itself, created exclusively (`wx`) and removed when
- * the process stops. It records the host name with the pid: a file whose pid
- * is no longer alive on this host (a killed process) is stale and taken over
- * at once, but a claim made on another host (a state directory shared between
+ * the process stops. It records the host name with the pid, and the process's
+ * boot and start time where /proc tells them: a file whose process no longer
+ * runs on this host (a killed process, a reboot, or its pid reused by another
+ * process) is stale and taken over at once, but a claim made on another host (a state directory shared between
  * machines or containers) cannot be checked from here, so it is refused with
  * that host named, never taken over. The take-over runs under a short
  * proper-lockfile lock, so two processes starting at the same moment cannot
@@ -20,7 +21,7 @@ import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { pidAlive } from './pid.ts';
+import { processAlive, processIdentity, type ProcessIdentity } from './pid.ts';
 
 export const EMBEDDED_BROKER_FILE = 'embedded-broker.json';
 
@@ -28,6 +29,8 @@ export interface EmbeddedBrokerHolder {
   pid: number;
   /** Host the pid belongs to (claims written before it was recorded have none: taken as this host). */
   host?: string;
+  /** Boot and start time of the process (Linux), so a reused pid is not taken for the holder. */
+  process?: ProcessIdentity;
   startedAt: string;
   /** What holds it: `bifrost gateway` or `bifrost up`. */
   command: string;
@@ -59,7 +62,11 @@ export interface EmbeddedBrokerClaim {
 function readHolder(file: string): EmbeddedBrokerHolder | undefined {
   try {
     const doc = JSON.parse(readFileSync(file, 'utf8')) as Partial<EmbeddedBrokerHolder>;
-    return typeof doc.pid === 'number' && Number.isInteger(doc.pid) && doc.pid > 0 ? (doc as EmbeddedBrokerHolder) : undefined;
+    if (!(typeof doc.pid === 'number' && Number.isInteger(doc.pid) && doc.pid > 0)) return undefined;
+    const p = doc.process;
+    // An identity that is not two strings is ignored (the pid alone decides then).
+    if (p !== undefined && !(typeof p === 'object' && p !== null && typeof p.bootId === 'string' && typeof p.startTicks === 'string')) delete doc.process;
+    return doc as EmbeddedBrokerHolder;
   } catch {
     return undefined;
   }
@@ -92,7 +99,7 @@ export function claimEmbeddedBroker(dir: string, command: string, host: string =
     const current = readHolder(file);
     if (current) throw refusal(file, current, host);
   }
-  let holder: EmbeddedBrokerHolder = { pid: process.pid, host, startedAt: new Date().toISOString(), command };
+  let holder: EmbeddedBrokerHolder = { pid: process.pid, host, process: processIdentity(), startedAt: new Date().toISOString(), command };
   /** Whether the file holds this process's claim (same pid on the same host). */
   const mine = (h: EmbeddedBrokerHolder | undefined): boolean => h !== undefined && h.pid === process.pid && onThisHost(h, host);
   const write = (flag: 'wx' | 'w'): void => writeFileSync(file, JSON.stringify(holder) + '\n', { flag });
@@ -113,7 +120,7 @@ export function claimEmbeddedBroker(dir: string, command: string, host: string =
       const current = readHolder(file);
       // Another host's claim cannot be checked from here; this host's is live if its pid is
       // (this process's own only if this process still holds it).
-      const live = current && (!onThisHost(current, host) || (mine(current) ? heldHere.has(file) : pidAlive(current.pid)));
+      const live = current && (!onThisHost(current, host) || (mine(current) ? heldHere.has(file) : processAlive(current.pid, current.process)));
       if (current && live) throw refusal(file, current, host);
       write('w'); // stale (its process is gone) or unreadable: take it over
     } finally {

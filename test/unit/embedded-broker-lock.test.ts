@@ -5,6 +5,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { claimEmbeddedBroker, EmbeddedBrokerInUseError, EMBEDDED_BROKER_FILE } from '../../cli/embedded-broker-lock.ts';
+import { processIdentity } from '../../cli/pid.ts';
 
 const made: string[] = [];
 const newDir = () => {
@@ -69,6 +70,22 @@ describe('claimEmbeddedBroker', () => {
     const b = claimEmbeddedBroker(dir, 'bifrost gateway');
     expect(holderAt(dir).pid).toBe(process.pid);
     b.release();
+  });
+
+  it('takes over a claim whose pid now belongs to another process (the recorded start time differs), and refuses while the recorded process runs', () => {
+    const dir = newDir();
+    claimEmbeddedBroker(dir, 'probe').release();
+    const parent = processIdentity(process.ppid);
+    expect(parent).toBeDefined(); // Linux: /proc tells the boot and start time
+    writeHolder(dir, { pid: process.ppid, host: hostname(), process: { ...parent, startTicks: '1' }, startedAt: 'x', command: 'bifrost gateway' });
+    const c = claimEmbeddedBroker(dir, 'bifrost gateway');
+    expect(holderAt(dir)).toMatchObject({ pid: process.pid, process: processIdentity() });
+    c.release();
+    writeHolder(dir, { pid: process.ppid, host: hostname(), process: parent, startedAt: 'x', command: 'bifrost up' });
+    expect(refusedClaim(dir, 'bifrost gateway').message).toContain(`bifrost up (pid ${process.ppid}, since x)`);
+    // A malformed identity is ignored: the live pid alone decides.
+    writeHolder(dir, { pid: process.ppid, host: hostname(), process: 'garbage', startedAt: 'x', command: 'bifrost up' });
+    expect(refusedClaim(dir, 'bifrost gateway').message).toContain(`pid ${process.ppid}`);
   });
 
   it("never takes over another host's claim (its pid cannot be checked from here), and says which host holds it", () => {
