@@ -6,7 +6,7 @@
  * the nginx rows and says why.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { descendants } from '../harness/cpu.ts';
@@ -82,6 +82,8 @@ http {
   const file = path.join(dir, 'nginx.conf');
   writeFileSync(file, conf);
   const child: Child = spawnTracked('nginx', bin, ['-p', dir, '-c', file]);
+  // Its config and temp paths go with the master, however it stops.
+  child.proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {

@@ -3,7 +3,7 @@
  * that sends every user to "bifrost" (so each upgrade verifies its route token
  * and evaluates the flag) and the given URLs as its Bifrost nodes.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -51,6 +51,8 @@ export async function startShimProcess(o: { bifrostUrls: string[]; syncUrl: stri
       isReady: (obj) => typeof obj.url === 'string',
     },
   );
+  // Its flags file goes with it, however it stops.
+  child.proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   // The shim's own derivation of the route secret from the token secret.
   const { routeSecret } = resolveShimOptions({ port: 0, adminPort: 0, godserverUrl: o.syncUrl, syncUrl: o.syncUrl, bifrostUrls: o.bifrostUrls, tokenSecret: BENCH_TOKEN_SECRET, adminToken: 'bench-admin-token', log: pino({ level: 'silent' }) });
   return { url: ready.url, adminUrl: ready.adminUrl, routeSecret, child, stop: () => child.stop(3000) };

@@ -1,10 +1,10 @@
 /** `bifrost up` as a user runs it: refusals with one clear line, and a full start/stop. */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIFROST_BIN } from '../support/gateway.ts';
 
 const ZERO_PORTS = { BIFROST_SHIM_PORT: '0', BIFROST_ADMIN_PORT: '0', BIFROST_GATEWAY_PORT: '0', BIFROST_PRIVATE_PORT: '0', SYNC_PORT: '0' };
@@ -18,6 +18,7 @@ describe('bifrost up', () => {
 
   it('starts the whole stack, answers the Godserver through the shim, and stops on SIGINT', async () => {
     const cwd = mkdtempSync(path.join(tmpdir(), 'bifrost-up-'));
+    onTestFinished(() => rmSync(cwd, { recursive: true, force: true }));
     const child = spawn(process.execPath, [BIFROST_BIN, 'up', '--json'], { cwd, env: { ...process.env, ...ZERO_PORTS, REDIS_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));

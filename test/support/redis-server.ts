@@ -77,7 +77,7 @@ export async function startRedisServer(extraArgs: string[] = [], port?: number):
 
 /** Starts a Redis Sentinel watching the master at 127.0.0.1:masterPort under `name`. */
 export async function startSentinel(masterPort: number, name = 'mymaster', quorum = 2): Promise<RedisProcess> {
-  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const path = await import('node:path');
   const bin = redisServerBinary();
@@ -111,16 +111,18 @@ export async function startSentinel(masterPort: number, name = 'mymaster', quoru
     url: `redis://127.0.0.1:${port}`,
     child,
     async stop() {
-      if (child.exitCode !== null || child.signalCode) return;
-      child.kill('SIGKILL');
-      await once(child, 'exit');
+      if (child.exitCode === null && !child.signalCode) {
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
 /** Starts a local Redis Cluster of `masters` nodes (no replicas) and waits until it serves all slots. */
 export async function startRedisCluster(masters = 3): Promise<{ nodes: RedisProcess[]; seeds: { host: string; port: number }[]; stop(): Promise<void> }> {
-  const { mkdtempSync } = await import('node:fs');
+  const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const path = await import('node:path');
   const { execFileSync } = await import('node:child_process');
@@ -141,6 +143,7 @@ export async function startRedisCluster(masters = 3): Promise<{ nodes: RedisProc
     }
   } catch (err) {
     await Promise.all(nodes.map((n) => n.stop()));
+    rmSync(dir, { recursive: true, force: true });
     throw err;
   }
   return {
@@ -148,6 +151,7 @@ export async function startRedisCluster(masters = 3): Promise<{ nodes: RedisProc
     seeds: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
     stop: async () => {
       await Promise.all(nodes.map((n) => n.stop()));
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
