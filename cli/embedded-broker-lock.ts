@@ -9,11 +9,12 @@
  *
  * The claim is the file itself, created exclusively (`wx`) and removed when
  * the process stops. It records the host name with the pid, and the process's
- * boot and start time where /proc tells them: a file whose process no longer
+ * boot and start time where /proc tells them. A file whose process no longer
  * runs on this host (a killed process, a reboot, or its pid reused by another
- * process) is stale and taken over at once, but a claim made on another host (a state directory shared between
- * machines or containers) cannot be checked from here, so it is refused with
- * that host named, never taken over. The take-over runs under a short
+ * process) is stale and taken over at once. A claim made on another host (a
+ * state directory shared between machines or containers) cannot be checked
+ * from here, so it is refused with that host named, never taken over. The
+ * take-over runs under a short
  * proper-lockfile lock, so two processes starting at the same moment cannot
  * both take over the same stale file.
  */
@@ -118,8 +119,8 @@ export function claimEmbeddedBroker(dir: string, command: string, host: string =
     }
     try {
       const current = readHolder(file);
-      // Another host's claim cannot be checked from here; this host's is live if its pid is
-      // (this process's own only if this process still holds it).
+      // Another host's claim cannot be checked from here; this host's is live while its process
+      // runs (this process's own only while this process still holds it).
       const live = current && (!onThisHost(current, host) || (mine(current) ? heldHere.has(file) : processAlive(current.pid, current.process)));
       if (current && live) throw refusal(file, current, host);
       write('w'); // stale (its process is gone) or unreadable: take it over
