@@ -14,9 +14,8 @@
  * process) is stale and taken over at once. A claim made on another host (a
  * state directory shared between machines or containers) cannot be checked
  * from here, so it is refused with that host named, never taken over. The
- * take-over runs under a short
- * proper-lockfile lock, so two processes starting at the same moment cannot
- * both take over the same stale file.
+ * take-over runs under a short proper-lockfile lock, so two processes
+ * starting at the same moment cannot both take over the same stale file.
  */
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
