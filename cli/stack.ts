@@ -15,7 +15,7 @@ import { DEV_TOKEN_SECRET } from '../gateway/token.ts';
 import { startSyncReference, type SyncReference } from '../legacy/sync-app.ts';
 import { startShim, type ShimHandle } from '../proxy/shim.ts';
 import { DEV_ADMIN_TOKEN } from '../proxy/shim.ts';
-import { claimEmbeddedBroker, type EmbeddedBrokerClaim } from './embedded-broker-lock.ts';
+import { claimEmbeddedBroker } from './embedded-broker-lock.ts';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/bifrost.mjs');
 
@@ -139,13 +139,9 @@ export async function startStack(o: StackOptions): Promise<RunningStack> {
   try {
     const nodes: GatewayNodeHandle[] = [];
     if (o.nodes === 1) {
-      let claim: EmbeddedBrokerClaim | undefined;
-      if (!o.redisUrl) {
-        // One process on the embedded broker per local stack (the flags file's directory).
-        const c = claimEmbeddedBroker(path.dirname(o.flagsFile), 'bifrost up');
-        started.push({ close: async () => c.release() });
-        claim = c;
-      }
+      // One process on the embedded broker per local stack (the flags file's directory).
+      const claim = o.redisUrl ? undefined : claimEmbeddedBroker(path.dirname(o.flagsFile), 'bifrost up');
+      if (claim) started.push({ close: async () => claim.release() });
       progress('starting Bifrost gateway');
       const { port, privatePort } = nodePorts(o, 0);
       const gw = await startGateway({

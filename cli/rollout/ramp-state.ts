@@ -90,7 +90,6 @@ export function withEvent(doc: RampDoc, e: Omit<RampEvent, 'at'>, now = new Date
   return { ...doc, history };
 }
 
-
 export interface LeaseCheck {
   now: number;
   host: string;
