@@ -21,7 +21,7 @@ import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { processAlive, processIdentity, type ProcessIdentity } from './pid.ts';
+import { asProcessIdentity, processAlive, processIdentity, type ProcessIdentity } from './pid.ts';
 
 export const EMBEDDED_BROKER_FILE = 'embedded-broker.json';
 
@@ -63,10 +63,8 @@ function readHolder(file: string): EmbeddedBrokerHolder | undefined {
   try {
     const doc = JSON.parse(readFileSync(file, 'utf8')) as Partial<EmbeddedBrokerHolder>;
     if (!(typeof doc.pid === 'number' && Number.isInteger(doc.pid) && doc.pid > 0)) return undefined;
-    const p = doc.process;
     // An identity that is not two strings is ignored (the pid alone decides then).
-    if (p !== undefined && !(typeof p === 'object' && p !== null && typeof p.bootId === 'string' && typeof p.startTicks === 'string')) delete doc.process;
-    return doc as EmbeddedBrokerHolder;
+    return { ...doc, process: asProcessIdentity(doc.process) } as EmbeddedBrokerHolder;
   } catch {
     return undefined;
   }

@@ -23,6 +23,13 @@ export interface ProcessIdentity {
   startTicks: string;
 }
 
+/** A recorded identity read back from a file: anything but two strings (a hand-edited or older file) is none. */
+export function asProcessIdentity(v: unknown): ProcessIdentity | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { bootId, startTicks } = v as Partial<ProcessIdentity>;
+  return typeof bootId === 'string' && typeof startTicks === 'string' ? { bootId, startTicks } : undefined;
+}
+
 /** The identity of a running process; undefined where /proc cannot tell (not Linux, or the pid is gone). */
 export function processIdentity(pid: number = process.pid): ProcessIdentity | undefined {
   try {

@@ -19,6 +19,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CliError, EXIT_USAGE } from '../output.ts';
+import { processIdentity } from '../pid.ts';
 import type { FlagTarget } from './flag-target.ts';
 import { MetricsWindow, SYNC_SOURCE, type Scrape } from './metrics-window.ts';
 import type { RampReporter, RampView } from './progress-bar.ts';
@@ -134,7 +135,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
   const host = deps.host ?? hostname();
   const pid = deps.pid ?? process.pid;
   const staleMs = deps.leaseStaleMs ?? 15_000;
-  const me: RampLease = { id: randomUUID(), pid, host, startedAt: new Date().toISOString(), heartbeatAt: Date.now() };
+  const me: RampLease = { id: randomUUID(), pid, host, process: processIdentity(pid), startedAt: new Date().toISOString(), heartbeatAt: Date.now() };
 
   const flagNow = await flag.read();
 

@@ -8,11 +8,13 @@
  * atomic read-decide-write, so the running ramp, `rollout pause|resume|
  * rollback` from another terminal and a second ramp never lose an update.
  *
- * A lease is alive while its heartbeat is fresh and, on the same host, its pid
- * still exists; a dead owner's lease is taken over (that is how a killed ramp
- * resumes), a live one refuses a second ramp.
+ * A lease is alive while its heartbeat is fresh and, on the same host, its
+ * process still runs (its pid exists and, where Linux's /proc tells, with the
+ * boot and start time the lease recorded, so a reused pid does not keep a
+ * killed ramp's lease); a dead owner's lease is taken over (that is how a
+ * killed ramp resumes), a live one refuses a second ramp.
  */
-import { pidAlive } from '../pid.ts';
+import { asProcessIdentity, processAlive, type ProcessIdentity } from '../pid.ts';
 import type { GuardReading } from './ramp-guards.ts';
 import type { RampPlan } from './ramp-plan.ts';
 
@@ -25,6 +27,8 @@ export interface RampLease {
   id: string;
   pid: number;
   host: string;
+  /** Boot and start time of the process (Linux; absent in older documents: the pid alone decides). */
+  process?: ProcessIdentity;
   startedAt: string;
   /** ms epoch of the last heartbeat. */
   heartbeatAt: number;
@@ -94,14 +98,15 @@ export interface LeaseCheck {
   now: number;
   host: string;
   staleMs: number;
-  isPidAlive?: (pid: number) => boolean;
+  /** Whether the recorded process still runs on this host (default `processAlive`). */
+  isProcessAlive?: (pid: number, identity?: ProcessIdentity) => boolean;
 }
 
 /** Whether a lease still belongs to a live ramp process. */
 export function leaseAlive(lease: RampLease | null | undefined, c: LeaseCheck): boolean {
   if (!lease) return false;
   if (c.now - lease.heartbeatAt > c.staleMs) return false;
-  if (lease.host === c.host && !(c.isPidAlive ?? pidAlive)(lease.pid)) return false;
+  if (lease.host === c.host && !(c.isProcessAlive ?? processAlive)(lease.pid, asProcessIdentity(lease.process))) return false;
   return true;
 }
 

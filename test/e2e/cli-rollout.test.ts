@@ -5,6 +5,7 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { processIdentity, type ProcessIdentity } from '../../cli/pid.ts';
 import { DEV_TOKEN_SECRET, signAccessToken } from '../../gateway/token.ts';
 import { connectSocketIo4Client } from '../support/legacy-clients.ts';
 import { adminRollout, json, killAll, readJsonFile, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from '../support/cli-stack.ts';
@@ -31,7 +32,7 @@ interface RampFile {
   stepElapsedMs: number;
   percent: number;
   paused: boolean;
-  owner: { pid: number } | null;
+  owner: { pid: number; process?: ProcessIdentity } | null;
 }
 const rampFile = () => readJsonFile<RampFile>(join(stack.dir, '.bifrost/ramp.json'));
 
@@ -252,6 +253,8 @@ describe('bifrost rollout ramp', () => {
       return s && s.phase === 'running' && s.stepIndex >= 1 && s.percent === 10 ? s : undefined;
     }, 60_000, 50);
     expect(atStep2.owner?.pid).toBe(first.child.pid);
+    // The lease records the process's boot and start time, so a reused pid cannot keep it alive.
+    expect(atStep2.owner?.process).toEqual(processIdentity(first.child.pid!));
     first.child.kill('SIGKILL');
     await first.exited;
     const left = await rampFile();

@@ -6,6 +6,7 @@ import { rampFraction, renderRampLine } from '../../cli/rollout/progress-bar.ts'
 import { describePlan, formatDuration, parseInterval, parseRate, parseSteps, samePlan, type RampPlan } from '../../cli/rollout/ramp-plan.ts';
 import { leaseAlive, timeLeftMs, withEvent, HISTORY_LIMIT, type RampDoc } from '../../cli/rollout/ramp-state.ts';
 import { CliError } from '../../cli/output.ts';
+import { processIdentity } from '../../cli/pid.ts';
 
 const plan: RampPlan = { steps: [1, 5, 25], intervalMs: 600_000, maxErrorRate: 0.01, maxP99Ms: 250, rollbackTo: null, minRequests: 20, bucketBy: null };
 
@@ -61,11 +62,24 @@ describe('ramp leases and time left', () => {
   it('is alive with a fresh heartbeat and a live pid, dead otherwise', () => {
     const alive = () => true;
     const dead = () => false;
-    expect(leaseAlive(lease, { now: 12_000, host: 'box-a', staleMs: 15_000, isPidAlive: alive })).toBe(true);
-    expect(leaseAlive(lease, { now: 12_000, host: 'box-a', staleMs: 15_000, isPidAlive: dead })).toBe(false); // killed on this host
-    expect(leaseAlive(lease, { now: 12_000, host: 'box-b', staleMs: 15_000, isPidAlive: dead })).toBe(true); // another host: heartbeat decides
-    expect(leaseAlive(lease, { now: 30_000, host: 'box-b', staleMs: 15_000, isPidAlive: alive })).toBe(false); // stale
+    expect(leaseAlive(lease, { now: 12_000, host: 'box-a', staleMs: 15_000, isProcessAlive: alive })).toBe(true);
+    expect(leaseAlive(lease, { now: 12_000, host: 'box-a', staleMs: 15_000, isProcessAlive: dead })).toBe(false); // killed on this host
+    expect(leaseAlive(lease, { now: 12_000, host: 'box-b', staleMs: 15_000, isProcessAlive: dead })).toBe(true); // another host: heartbeat decides
+    expect(leaseAlive(lease, { now: 30_000, host: 'box-b', staleMs: 15_000, isProcessAlive: alive })).toBe(false); // stale
     expect(leaseAlive(null, { now: 0, host: 'box-a', staleMs: 15_000 })).toBe(false);
+  });
+
+  it("on this host, a lease whose pid now belongs to another process (its recorded start time differs) is dead; the recorded process's is alive", () => {
+    const parent = processIdentity(process.ppid);
+    expect(parent).toBeDefined(); // Linux: /proc tells a process's boot and start time
+    const check = { now: 12_000, host: 'box-a', staleMs: 15_000 };
+    const recorded = { ...lease, pid: process.ppid };
+    expect(leaseAlive({ ...recorded, process: parent }, check)).toBe(true);
+    expect(leaseAlive({ ...recorded, process: { ...parent!, startTicks: '1' } }, check)).toBe(false); // pid reused after a kill
+    expect(leaseAlive({ ...recorded, process: { ...parent!, bootId: 'before-the-reboot' } }, check)).toBe(false);
+    expect(leaseAlive(recorded, check)).toBe(true); // older documents without an identity: the pid decides
+    expect(leaseAlive({ ...recorded, process: { bootId: 7 } as never }, check)).toBe(true); // a malformed identity is ignored
+    expect(leaseAlive({ ...recorded, process: { ...parent!, startTicks: '1' } }, { ...check, host: 'box-b' })).toBe(true); // another host: heartbeat decides
   });
 
   it('counts the rest of the current step plus the following steps', () => {
