@@ -126,14 +126,14 @@ export class LegacyConnection implements ClientConnection {
   async serverSubscribe(topic: string): Promise<void> {
     if (this.subs.has(topic) || this.closed) return;
     if (this.subs.size >= this.ctx.opts.maxTopicsPerConnection) throw new GatewayError('badRequest', 'too many topics on one connection');
-    const sub = new TopicSubscription(topic, (pub, _frame, data) => {
+    const sub = new TopicSubscription(topic, (ev) => {
       if (this.bufferedPackets() > MAX_QUEUED_PACKETS) {
         this.ctx.log.warn({ conn: this.id, user: this.claims.userId }, 'slow legacy consumer closed');
         this.ctx.metrics.slowConsumers.inc({ protocol: 'legacy' });
         this.disconnect('policy');
         return;
       }
-      this.socket.emit(pub.event, data());
+      this.socket.emit(ev.pub.event, ev.data());
       this.ctx.metrics.eventsDelivered.inc({ protocol: 'legacy' });
     });
     this.subs.set(topic, sub);

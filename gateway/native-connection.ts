@@ -331,7 +331,7 @@ export class NativeConnection implements ClientConnection, Expiring {
     if (subs.size >= this.ctx.opts.maxTopicsPerConnection) {
       throw new GatewayError('badRequest', `a connection may hold at most ${this.ctx.opts.maxTopicsPerConnection} topics`);
     }
-    const sub = new TopicSubscription(topic, (_pub, frame) => this.sendEvent(frame()));
+    const sub = new TopicSubscription(topic, (ev) => this.sendEvent(ev.frame()));
     subs.set(topic, sub);
     try {
       await sub.start(this.ctx.fanout, this.ctx.broker, since, this.ctx.opts.historySize, ({ recovered, position }) => {

@@ -7,9 +7,37 @@
 import type { Broker, Publication, PublicationHandler } from './broker.ts';
 import { eventFrame } from './native-protocol.ts';
 
+/**
+ * One event in the forms this node's sockets need: the native frame and the
+ * parsed data, each made at most once, on first use, however many sockets
+ * receive it. A class rather than two closures per event: no per-event
+ * function objects (and no per-closure name wrapper from the TypeScript loader).
+ */
+export class EventForms {
+  private frameText: string | undefined;
+  private parsed = false;
+  private value: unknown;
+
+  constructor(readonly pub: Publication) {}
+
+  /** The native `event` frame. */
+  frame(): string {
+    return (this.frameText ??= eventFrame(this.pub.topic, this.pub.event, this.pub.offset, this.pub.dataJson));
+  }
+
+  /** The event's data, parsed (for legacy sockets, which emit it as an object). */
+  data(): unknown {
+    if (!this.parsed) {
+      this.value = JSON.parse(this.pub.dataJson);
+      this.parsed = true;
+    }
+    return this.value;
+  }
+}
+
 /** Something on this node that receives a topic's events (one socket's subscription). */
 export interface TopicSink {
-  deliver(pub: Publication, frame: () => string, data: () => unknown): void;
+  deliver(ev: EventForms): void;
 }
 
 interface TopicEntry {
@@ -30,18 +58,8 @@ export class TopicFanout {
       if (!entry) {
         const sinks = new Set<TopicSink>();
         const handler: PublicationHandler = (pub) => {
-          let frame: string | undefined;
-          let data: unknown;
-          let parsed = false;
-          const frameOnce = () => (frame ??= eventFrame(pub.topic, pub.event, pub.offset, pub.dataJson));
-          const dataOnce = () => {
-            if (!parsed) {
-              data = JSON.parse(pub.dataJson);
-              parsed = true;
-            }
-            return data;
-          };
-          for (const s of sinks) s.deliver(pub, frameOnce, dataOnce);
+          const ev = new EventForms(pub);
+          for (const s of sinks) s.deliver(ev);
         };
         entry = { sinks, handler, ready: this.broker.subscribe(topic, handler) };
         this.topics.set(topic, entry);

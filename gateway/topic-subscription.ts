@@ -3,14 +3,13 @@
  * missed events are read from history, live events are held back; then the
  * history is sent, then the held live events, each offset at most once.
  */
-import { compareOffsets, type Broker, type Publication, type StreamPosition } from './broker.ts';
-import { eventFrame } from './native-protocol.ts';
-import type { TopicFanout, TopicSink } from './topic-fanout.ts';
+import { compareOffsets, type Broker, type StreamPosition } from './broker.ts';
+import { EventForms, type TopicFanout, type TopicSink } from './topic-fanout.ts';
 
-export type Emit = (pub: Publication, frame: () => string, data: () => unknown) => void;
+export type Emit = (ev: EventForms) => void;
 
 export class TopicSubscription implements TopicSink {
-  private held: [Publication, () => string, () => unknown][] | null = [];
+  private held: EventForms[] | null = [];
   private last: StreamPosition | undefined;
   /**
    * Set once a live event passed the duplicate check: the broker delivers a
@@ -24,20 +23,21 @@ export class TopicSubscription implements TopicSink {
     private readonly emit: Emit,
   ) {}
 
-  deliver(pub: Publication, frame: () => string, data: () => unknown): void {
-    if (this.held) this.held.push([pub, frame, data]);
+  deliver(ev: EventForms): void {
+    if (this.held) this.held.push(ev);
     else if (this.inOrder) {
-      this.last = pub;
-      this.emit(pub, frame, data);
-    } else if (this.emitOnce(pub, frame, data)) this.inOrder = true;
+      this.last = ev.pub;
+      this.emit(ev);
+    } else if (this.emitOnce(ev)) this.inOrder = true;
   }
 
   /** Emits unless the event is at or before the last one emitted; says whether it did. */
-  private emitOnce(pub: Publication, frame: () => string, data: () => unknown): boolean {
+  private emitOnce(ev: EventForms): boolean {
     const last = this.last;
+    const pub = ev.pub;
     if (last && last.epoch === pub.epoch && compareOffsets(pub.offset, last.offset) <= 0) return false;
     this.last = pub; // a Publication is a position: no allocation per socket per event
-    this.emit(pub, frame, data);
+    this.emit(ev);
     return true;
   }
 
@@ -65,14 +65,12 @@ export class TopicSubscription implements TopicSink {
     beforeReplay({ recovered, position: history.position });
     if (recovered) {
       this.last = since;
-      for (const p of history.publications) {
-        this.emitOnce(p, () => eventFrame(p.topic, p.event, p.offset, p.dataJson), () => JSON.parse(p.dataJson));
-      }
+      for (const p of history.publications) this.emitOnce(new EventForms(p));
     } else {
       this.last = history.position;
     }
     const held = this.held ?? [];
     this.held = null;
-    for (const [p, f, d] of held) if (this.emitOnce(p, f, d)) this.inOrder = true;
+    for (const ev of held) if (this.emitOnce(ev)) this.inOrder = true;
   }
 }
