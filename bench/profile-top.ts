@@ -1,8 +1,10 @@
 /**
  * Top frames of a V8 CPU profile (`node --cpu-prof`, e.g. from `npm run bench
  * -- --profile`) by self time, over the busiest window of the given length
- * (the measured step, not start-up), idle excluded.
- * Usage: node --import tsx bench/profile-top.ts <file.cpuprofile> [count] [window-seconds]
+ * (the measured step), idle excluded. At light steps start-up (module
+ * loading, connecting the subscribers) can be busier than the step itself:
+ * skip-seconds leaves the first seconds of the profile out of the search.
+ * Usage: node --import tsx bench/profile-top.ts <file.cpuprofile> [count] [window-seconds] [skip-seconds]
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -24,7 +26,7 @@ export interface TopFrames {
   rows: { frame: string; selfMs: number; selfPct: number }[];
 }
 
-export function topFrames(file: string, count = 25, windowSeconds = 5): TopFrames {
+export function topFrames(file: string, count = 25, windowSeconds = 5, skipSeconds = 0): TopFrames {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const idle = new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
@@ -32,10 +34,13 @@ export function topFrames(file: string, count = 25, windowSeconds = 5): TopFrame
   const times = p.timeDeltas.map((d) => (t += d));
   // The busiest window: the step being measured.
   const W = windowSeconds * 1e6;
+  const skipUntil = p.startTime + skipSeconds * 1e6;
+  let j = 0;
+  while (j < times.length && times[j]! < skipUntil) j++;
   let best = 0;
-  let bestStart = times[0] ?? 0;
+  let bestStart = times[j] ?? 0;
   let busy = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
+  for (let i = j; i < times.length; i++) {
     if (!idle.has(p.samples[i]!)) busy += p.timeDeltas[i]!;
     while (times[i]! - times[j]! > W) {
       if (!idle.has(p.samples[j]!)) busy -= p.timeDeltas[j]!;
@@ -64,7 +69,8 @@ export function topFrames(file: string, count = 25, windowSeconds = 5): TopFrame
 }
 
 if (process.argv[1] && import.meta.url.endsWith(path.basename(process.argv[1]))) {
-  const r = topFrames(process.argv[2]!, Number(process.argv[3] ?? 25), Number(process.argv[4] ?? 5));
-  process.stdout.write(`busiest ${r.windowMs / 1000} s window: ${r.busyMs} ms on CPU (idle excluded)\n`);
+  const skip = Number(process.argv[5] ?? 0);
+  const r = topFrames(process.argv[2]!, Number(process.argv[3] ?? 25), Number(process.argv[4] ?? 5), skip);
+  process.stdout.write(`busiest ${r.windowMs / 1000} s window${skip ? ` after the first ${skip} s` : ''}: ${r.busyMs} ms on CPU (idle excluded)\n`);
   for (const row of r.rows) process.stdout.write(`${row.selfPct.toFixed(1).padStart(5)}%  ${String(row.selfMs).padStart(5)} ms  ${row.frame}\n`);
 }
