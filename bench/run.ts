@@ -43,7 +43,7 @@ const HELP = `npm run bench -- [options]
  fanout:
   --subscribers <n>       default 2000        --topics <n>        default 100
   --rates <a,b,…>         delivered msgs/s per step, stepped upward until a step fails
-                          (default 10k,15k,20k,25k,30k,40k,50k,60k,80k,100k,130k,160k,200k,250k; quick 15k,40k)
+                          (default 25k,50k,75k,100k,130k,160k,200k,250k; quick 15k,40k)
   --step-seconds <n>      default 10 (quick 2.5)
   --all-steps             run every step even after one failed (compare at equal load; reference = last step)
  shim-proxy:
@@ -159,7 +159,7 @@ async function main(): Promise<void> {
         nodes: 2,
         payloadBytes: 200,
         stepSeconds: num(values['step-seconds'], quick ? 2.5 : 10),
-        rates: (list(values.rates) ?? (quick ? ['15000', '40000'] : ['10000', '15000', '20000', '25000', '30000', '40000', '50000', '60000', '80000', '100000', '130000', '160000', '200000', '250000'])).map((r) => num(r, 0)),
+        rates: (list(values.rates) ?? (quick ? ['15000', '40000'] : ['25000', '50000', '75000', '100000', '130000', '160000', '200000', '250000'])).map((r) => num(r, 0)),
         httpSteps: 1,
         p99LimitMs: 50,
         allSteps: !!values['all-steps'],

@@ -8,11 +8,17 @@
  * - `native`  Bifrost `/ws`: token per connection, then `subscribe` to its topic; ready on `"op":"ok"`.
  * - `socketio` engine.io 4 over WebSocket (`?EIO=4&transport=websocket`): `0{…}` → `40`; ready on `40{`; answers pings.
  * - `raw`     a bare WebSocket; ready on open.
+ *
+ * A ready client's frames are read straight off its TCP socket (see
+ * frame-reader.ts); `ws` still makes the handshake, sends (pongs, engine.io
+ * `3`, echo messages) and closes.
  */
+import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { signAccessToken } from '../../gateway/token.ts';
 import { signRouteToken, ROUTE_TOKEN_PARAM } from '../../proxy/route-token.ts';
 import { newHistogram, summarize, type LatencySummary } from './histogram.ts';
+import { ServerFrameReader } from './frame-reader.ts';
 import { nowMs, scanTimestamp } from './frames.ts';
 import { serveRpc } from './worker-rpc.ts';
 
@@ -71,8 +77,8 @@ let hist = newHistogram();
 let echoState: { deadline: number; size: number; rtt: ReturnType<typeof newHistogram>; done: number } | null = null;
 let echoPad = '';
 
-function onEvent(buf: Buffer): void {
-  const ts = scanTimestamp(buf);
+function onEvent(buf: Buffer, start?: number, end?: number): void {
+  const ts = scanTimestamp(buf, start, end);
   if (ts < 0) return;
   received++;
   const lat = (nowMs() - ts) * 1000;
@@ -83,16 +89,50 @@ function echoMessage(): string {
   return `{"ts":${nowMs().toFixed(3)},"p":"${echoPad}"}`;
 }
 
-function onEcho(c: Conn, buf: Buffer): void {
+function onEcho(c: Conn, buf: Buffer, start?: number, end?: number): void {
   const st = echoState;
   if (!st) return;
-  const ts = scanTimestamp(buf);
+  const ts = scanTimestamp(buf, start, end);
   if (ts < 0) return;
   const now = nowMs();
   if (now > st.deadline) return;
   st.done++;
   st.rtt.recordValue(Math.max(1, (now - ts) * 1000));
   c.ws.send(echoMessage());
+}
+
+/** A data frame of a ready client. */
+function onData(c: Conn, buf: Buffer, start: number, end: number): void {
+  if (c.protocol === 'native') onEvent(buf, start, end);
+  else if (c.protocol === 'socketio') {
+    if (end - start === 1 && buf[start] === 50 /* '2' ping */) c.ws.send('3');
+    else if (buf[start] === 52 && buf[start + 1] === 50) onEvent(buf, start, end); // "42[...]"
+  } else if (echoState) onEcho(c, buf, start, end);
+  else onEvent(buf, start, end);
+}
+
+/**
+ * From now on the client's frames are read off its socket by a
+ * ServerFrameReader instead of the `ws` receiver. A client whose receiver
+ * already holds part of a frame keeps the `ws` path (its listeners stay).
+ */
+function readDirectly(c: Conn): void {
+  const internals = c.ws as unknown as { _socket?: Duplex; _receiver?: { _bufferedBytes?: number } };
+  const socket = internals._socket;
+  if (!socket || internals._receiver?._bufferedBytes) return;
+  const reader = new ServerFrameReader((opcode, buf, start, end) => {
+    if (opcode <= 2) onData(c, buf, start, end);
+    else if (opcode === 9) c.ws.pong(buf.subarray(start, end));
+    else if (opcode === 8) c.ws.terminate();
+  });
+  socket.removeAllListeners('data');
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      reader.push(chunk);
+    } catch {
+      c.ws.terminate();
+    }
+  });
 }
 
 function topicOf(g: ConnectGroup, i: number): string | undefined {
@@ -135,6 +175,7 @@ function attempt(g: ConnectGroup, url: string, topic: string | undefined, timeou
       clearTimeout(timer);
       c.ready = true;
       conns.add(c);
+      readDirectly(c);
       resolve(c);
     };
     ws.on('error', (err) => fail((err as NodeJS.ErrnoException).code ?? err.message.slice(0, 60)));

@@ -11,22 +11,22 @@ export function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/** The `ts` value in a frame, or -1 when there is none. */
-export function scanTimestamp(buf: Buffer): number {
-  const i = buf.indexOf(TS);
-  if (i < 0) return -1;
+/** The `ts` value in a frame (the bytes from `start` to `end` of `buf`), or -1 when there is none. */
+export function scanTimestamp(buf: Buffer, start = 0, end = buf.length): number {
+  const i = buf.indexOf(TS, start);
+  if (i < 0 || i + 5 >= end) return -1;
   let p = i + 5;
   let intPart = 0;
   let c = buf[p]!;
-  while (c >= 48 && c <= 57) {
+  while (p < end && c >= 48 && c <= 57) {
     intPart = intPart * 10 + (c - 48);
     c = buf[++p]!;
   }
-  if (c !== 46) return intPart;
+  if (p >= end || c !== 46) return intPart;
   let frac = 0;
   let scale = 1;
   c = buf[++p]!;
-  while (c >= 48 && c <= 57 && scale < 1e6) {
+  while (p < end && c >= 48 && c <= 57 && scale < 1e6) {
     frac = frac * 10 + (c - 48);
     scale *= 10;
     c = buf[++p]!;

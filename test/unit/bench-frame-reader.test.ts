@@ -1,0 +1,76 @@
+/** The bench client generator's reader of server WebSocket frames, and the timestamp scan it feeds. */
+import { describe, expect, it } from 'vitest';
+import { ServerFrameReader } from '../../bench/harness/frame-reader.ts';
+import { scanTimestamp } from '../../bench/harness/frames.ts';
+
+/** An unmasked server frame, as the `ws` server writes it. */
+function frame(opcode: number, payload: Buffer | string): Buffer {
+  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+  const n = body.length;
+  const head = n < 126 ? Buffer.from([0x80 | opcode, n]) : n < 65536 ? Buffer.alloc(4) : Buffer.alloc(10);
+  if (n >= 126 && n < 65536) {
+    head[0] = 0x80 | opcode;
+    head[1] = 126;
+    head.writeUInt16BE(n, 2);
+  } else if (n >= 65536) {
+    head[0] = 0x80 | opcode;
+    head[1] = 127;
+    head.writeUInt32BE(0, 2);
+    head.writeUInt32BE(n, 6);
+  }
+  return Buffer.concat([head, body]);
+}
+
+function collect(): { reader: ServerFrameReader; got: [number, string][] } {
+  const got: [number, string][] = [];
+  return { reader: new ServerFrameReader((op, buf, s, e) => got.push([op, buf.toString('utf8', s, e)])), got };
+}
+
+describe('ServerFrameReader', () => {
+  it('reads several frames from one chunk, with 7-bit, 16-bit and 64-bit lengths', () => {
+    const { reader, got } = collect();
+    const mid = 'm'.repeat(300);
+    const big = 'b'.repeat(70_000);
+    reader.push(Buffer.concat([frame(1, 'hello'), frame(9, 'ping!'), frame(1, mid), frame(2, big), frame(8, '')]));
+    expect(got).toEqual([
+      [1, 'hello'],
+      [9, 'ping!'],
+      [1, mid],
+      [2, big],
+      [8, ''],
+    ]);
+  });
+
+  it('keeps a frame split over reads, at every byte, until the rest arrives', () => {
+    const bytes = Buffer.concat([frame(1, '{"ts":1700000000000.125,"x":1}'), frame(1, 'y'.repeat(200)), frame(1, 'z')]);
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const { reader, got } = collect();
+      reader.push(bytes.subarray(0, cut));
+      reader.push(bytes.subarray(cut));
+      expect(got.map(([, s]) => s)).toEqual(['{"ts":1700000000000.125,"x":1}', 'y'.repeat(200), 'z']);
+    }
+    // One byte at a time.
+    const { reader, got } = collect();
+    for (const b of bytes) reader.push(Buffer.from([b]));
+    expect(got).toHaveLength(3);
+  });
+
+  it('refuses a masked frame: only a client masks', () => {
+    const { reader } = collect();
+    expect(() => reader.push(Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0, 0, 0, 0, 0]))).toThrow(/masked/);
+  });
+});
+
+describe('scanTimestamp', () => {
+  it('reads the ts of a frame within its bounds only', () => {
+    const buf = Buffer.from('xx{"ts":1700000000000.125,"seq":3}yy{"ts":42}');
+    expect(scanTimestamp(buf)).toBeCloseTo(1700000000000.125, 3);
+    const second = buf.indexOf('{"ts":42');
+    expect(scanTimestamp(buf, second, buf.length)).toBe(42);
+    // A frame without a ts does not borrow the next frame's.
+    expect(scanTimestamp(buf, 0, 2)).toBe(-1);
+    expect(scanTimestamp(buf, 27, second)).toBe(-1);
+    // Digits are not read past the end of the frame.
+    expect(scanTimestamp(buf, 2, 12)).toBe(1700);
+  });
+});
