@@ -4,18 +4,15 @@ import { ServerFrameReader } from '../../bench/harness/frame-reader.ts';
 import { scanTimestamp } from '../../bench/harness/frames.ts';
 
 /** An unmasked server frame, as the `ws` server writes it. */
-function frame(opcode: number, payload: Buffer | string): Buffer {
-  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+function frame(opcode: number, payload: string): Buffer {
+  const body = Buffer.from(payload);
   const n = body.length;
-  const head = n < 126 ? Buffer.from([0x80 | opcode, n]) : n < 65536 ? Buffer.alloc(4) : Buffer.alloc(10);
-  if (n >= 126 && n < 65536) {
-    head[0] = 0x80 | opcode;
-    head[1] = 126;
-    head.writeUInt16BE(n, 2);
-  } else if (n >= 65536) {
-    head[0] = 0x80 | opcode;
-    head[1] = 127;
-    head.writeUInt32BE(0, 2);
+  const b0 = 0x80 | opcode; // FIN + opcode
+  let head: Buffer;
+  if (n < 126) head = Buffer.from([b0, n]);
+  else if (n < 65536) head = Buffer.from([b0, 126, n >> 8, n & 0xff]);
+  else {
+    head = Buffer.from([b0, 127, 0, 0, 0, 0, 0, 0, 0, 0]);
     head.writeUInt32BE(n, 6);
   }
   return Buffer.concat([head, body]);
