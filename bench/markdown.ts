@@ -102,12 +102,24 @@ export function renderMarkdown(result: Any): string {
     out.push(`\n#### Idle connections (${i.options.connections} on one process)\n`);
     out.push(
       table(
-        ['system', 'RSS KB/connection', 'heap KB/connection', 'connections/s', 'refused then retried'],
-        ['bifrost', 'ws'].map((id) => [id, pair(of(id, (r) => r.rssPerConnection / 1024)), pair(of(id, (r) => r.heapPerConnection / 1024)), pair(of(id, (r) => r.connect.perSec)), pair(of(id, (r) => r.connect.retries))]),
+        ['system', 'RSS KB/connection', 'heap KB/connection', 'RSS KB per added connection', 'connections/s', 'refused then retried'],
+        ['bifrost', 'ws'].map((id) => [
+          id,
+          pair(of(id, (r) => r.rssPerConnection / 1024)),
+          pair(of(id, (r) => r.heapPerConnection / 1024)),
+          // Runs before the middle reading existed have no such figure.
+          pair(of(id, (r) => r.rssPerAddedConnection / 1024).filter(Number.isFinite)) || '—',
+          pair(of(id, (r) => r.connect.perSec)),
+          pair(of(id, (r) => r.connect.retries)),
+        ]),
       ),
     );
     const ratio = i.ratios.rssPerConnectionBifrostVsWs;
-    out.push(`\nBifrost RSS/connection ÷ bare ws: ${ratio.toFixed(2)} (target ≤ 1.2: ${ratio <= 1.2 ? 'met' : 'NOT met'}).`);
+    const added = i.ratios.rssPerAddedConnectionBifrostVsWs;
+    out.push(
+      `\nBifrost RSS/connection ÷ bare ws: ${ratio.toFixed(2)} (target ≤ 1.2: ${ratio <= 1.2 ? 'met' : 'NOT met'})` +
+        (typeof added === 'number' ? `; per added connection (after the first tenth): ${added.toFixed(2)}.` : '.'),
+    );
   }
   const st = ok(result.scenarios['reconnect-storm']);
   if (st) {

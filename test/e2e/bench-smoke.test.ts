@@ -1,7 +1,7 @@
 /**
- * `npm run bench -- --quick --only fanout` with tiny numbers: the harness runs
- * end to end (Redis, gateway processes, a peer, publisher, client generator)
- * and writes a valid result file. It measures nothing worth reading; the real
+ * `npm run bench -- --quick --only fanout` (and `--only idle`) with tiny
+ * numbers: the harness runs end to end (Redis, gateway processes, a peer,
+ * publisher, client generator) and writes a valid result file. It measures nothing worth reading; the real
  * bench never runs inside `npm test`.
  */
 import { spawn } from 'node:child_process';
@@ -58,5 +58,24 @@ describe('npm run bench (smoke)', () => {
     expect(result.scenarios.fanout.summary.serverCpuUsPerMsgAtReference.bifrost).toHaveLength(1);
     // The table is printed with the ratio to the peer.
     expect(r.stdout).toContain('Bifrost CPU/msg vs bare ws');
+  }, 60_000);
+
+  it('runs the idle scenario with tiny numbers: readings empty, after the first tenth and after all, per system', async () => {
+    const out = join(dir, 'idle');
+    const r = await runBench(['--quick', '--only', 'idle', '--reps', '1', '--idle-connections', '40', '--results-dir', out], 50_000);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8'));
+    const runs = result.scenarios.idle.runs as { system: string; connect: { opened: number }; warmConnections: number; rssBefore: number; rssWarm: number; rssAfter: number; rssPerConnection: number; rssPerAddedConnection: number }[];
+    expect(runs.map((x) => x.system).sort()).toEqual(['bifrost', 'ws']);
+    for (const run of runs) {
+      // 4 opened first, then the other 36 in the measured batch.
+      expect(run.warmConnections).toBe(4);
+      expect(run.connect.opened).toBe(36);
+      expect(run.rssPerConnection).toBeCloseTo((run.rssAfter - run.rssBefore) / 40, 6);
+      expect(run.rssPerAddedConnection).toBeCloseTo((run.rssAfter - run.rssWarm) / 36, 6);
+      expect(run.rssBefore).toBeGreaterThan(0);
+    }
+    expect(Number.isFinite(result.scenarios.idle.ratios.rssPerAddedConnectionBifrostVsWs)).toBe(true);
+    expect(r.stdout).toContain('each added connection');
   }, 60_000);
 });
