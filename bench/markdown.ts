@@ -62,7 +62,7 @@ export function renderMarkdown(result: Any): string {
     out.push(`\n#### The shim in the socket path (${s.options.echoConnections} connections × ${s.options.inflight} in flight, ${s.options.messageBytes}-byte messages; ${s.options.openConnections} connections opened ${s.options.openConcurrency} at a time)\n`);
     out.push(
       table(
-        ['path', 'round trips/s', 'RTT p50 / p99 ms', 'proxy CPU µs/round trip', 'connections/s', 'handshake p99 ms', 'proxy CPU µs/connection'],
+        ['path', 'round trips/s', 'RTT p50 / p99 ms', 'proxy CPU µs/round trip', 'connections/s', 'handshake p99 ms', 'proxy CPU µs/connection', 'all CPU µs/connection (proxy + echo + generator)'],
         ids.map((id) => [
           id,
           pair(of(id, (r) => r.echo.perSec)),
@@ -74,6 +74,8 @@ export function renderMarkdown(result: Any): string {
           pair(of(id, (r) => r.open.perSec)),
           pair(of(id, (r) => r.open.handshake.p99)),
           id === 'direct' ? '—' : pair(of(id, (r) => r.open.proxyUsPerConnection)),
+          // Runs before the echo server's and generator's CPU were recorded have no such figure.
+          pair(of(id, (r) => r.open.proxyUsPerConnection + r.open.echoServerUsPerConnection + r.open.generatorUsPerConnection).filter(Number.isFinite)) || '—',
         ]),
       ),
     );
@@ -89,6 +91,12 @@ export function renderMarkdown(result: Any): string {
           ),
       );
     } else out.push(`\nnginx skipped: ${s.nginxSkipped}`);
+    if (s.budget) {
+      out.push(
+        `\nCPU budget: on ${s.budget.cores} cores shared by the proxy, the echo server and the generator, the CPU all three spend per connection through the shim ` +
+          `allows at most ${Math.round(s.budget.shimCeilingPerSec).toLocaleString('en-US')} connections/s: ${s.budget.shimCeilingVsNginx.toFixed(2)}× nginx's measured rate.`,
+      );
+    }
     if (s.library) {
       out.push(
         `\nhttp-proxy-3 alone (no decision, no tracking): ${s.library.connectionRateBareVsNginx !== undefined ? `${s.library.connectionRateBareVsNginx.toFixed(2)}× nginx's connections/s; ` : ''}` +

@@ -9,12 +9,13 @@
  * The shim proxies only `/socket.io/`, so every client uses that path (the
  * echo server accepts any path).
  */
+import os from 'node:os';
 import type { BenchContext } from '../run.ts';
 import type { ConnectResult } from '../harness/client-generator.ts';
 import type { LatencySummary } from '../harness/histogram.ts';
 import { CpuMeter } from '../harness/cpu.ts';
 import { sleep, stopAll } from '../harness/processes.ts';
-import { mean, pair, printTable, ratioText } from '../harness/report.ts';
+import { fmt, mean, pair, printTable, ratioText } from '../harness/report.ts';
 import { startPeerProcess, type PeerNode } from '../systems/peer.ts';
 import { ensureNginx, startNginx, type RunningNginx } from '../systems/nginx.ts';
 import { startShimProcess, type RunningShim } from '../systems/shim.ts';
@@ -37,7 +38,17 @@ interface PathResult {
   path: string;
   rep: number;
   echo: { roundTrips: number; perSec: number; rtt: LatencySummary; proxyUs: number; proxyUsPerRoundTrip: number; echoServerUsPerRoundTrip: number };
-  open: ConnectResult & { proxyUs: number; proxyUsPerConnection: number };
+  /**
+   * The opens: the proxy's CPU, and the echo server's and the client generator's
+   * (the rest of the machine's work per connection: on 2 shared cores, the sum
+   * bounds the connection rate any path can reach).
+   */
+  open: ConnectResult & { proxyUs: number; proxyUsPerConnection: number; echoServerUsPerConnection: number; generatorUsPerConnection: number };
+}
+
+/** CPU of the proxy, the echo server and the client generator per opened connection. */
+function machineUsPerConnection(r: PathResult): number {
+  return r.open.proxyUsPerConnection + r.open.echoServerUsPerConnection + r.open.generatorUsPerConnection;
 }
 
 export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promise<unknown> {
@@ -65,6 +76,7 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
     ];
     const results: PathResult[] = [];
     const echoCpu = new CpuMeter(() => [echo.child.pid]);
+    const generatorCpu = new CpuMeter(() => [bc.generator.child.pid]);
     for (let rep = 1; rep <= o.reps; rep++) {
       for (const p of paths) {
         const proxy = new CpuMeter(p.pids);
@@ -87,27 +99,38 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
         await bc.generator.call('closeAll');
         await sleep(500);
         proxy.begin();
+        echoCpu.begin();
+        generatorCpu.begin();
         const open = await bc.generator.call<ConnectResult>('connect', { groups: [{ ...group, count: o.openConnections }], concurrency: o.openConcurrency, timeoutMs: 20_000 });
         const ou = proxy.end().totalUs;
+        const oe = echoCpu.end().totalUs;
+        const og = generatorCpu.end().totalUs;
         await bc.generator.call('closeAll');
         await sleep(1000);
         const r: PathResult = {
           path: p.id,
           rep,
           echo: { roundTrips: e.roundTrips, perSec: e.perSec, rtt: e.rtt, proxyUs: Math.round(pu), proxyUsPerRoundTrip: pu / e.roundTrips, echoServerUsPerRoundTrip: eu / e.roundTrips },
-          open: { ...open, proxyUs: Math.round(ou), proxyUsPerConnection: ou / Math.max(1, open.opened) },
+          open: {
+            ...open,
+            proxyUs: Math.round(ou),
+            proxyUsPerConnection: ou / Math.max(1, open.opened),
+            echoServerUsPerConnection: oe / Math.max(1, open.opened),
+            generatorUsPerConnection: og / Math.max(1, open.opened),
+          },
         };
         results.push(r);
         bc.log(
           `  ${p.id} rep ${rep}: ${e.perSec} rt/s, rtt p50 ${e.rtt.p50} p99 ${e.rtt.p99} ms, proxy ${r.echo.proxyUsPerRoundTrip.toFixed(2)} µs/rt; ` +
-            `open ${open.opened}/${o.openConnections} at ${open.perSec}/s, p99 handshake ${open.handshake.p99} ms`,
+            `open ${open.opened}/${o.openConnections} at ${open.perSec}/s, p99 handshake ${open.handshake.p99} ms, ` +
+            `CPU µs/connection proxy ${r.open.proxyUsPerConnection.toFixed(0)} echo ${r.open.echoServerUsPerConnection.toFixed(0)} generator ${r.open.generatorUsPerConnection.toFixed(0)}`,
         );
       }
     }
     const of = (id: string, f: (r: PathResult) => number): number[] => results.filter((r) => r.path === id).map(f);
     printTable(
       `The shim in the socket path (${o.echoConnections} connections × ${o.inflight} in flight, ${o.messageBytes}-byte messages; open ${o.openConnections}, ${o.openConcurrency} at a time) — both reps`,
-      ['path', 'round trips/s', 'RTT p50 ms', 'RTT p99 ms', 'proxy CPU µs/round trip', 'connections/s', 'handshake p99 ms', 'proxy CPU µs/connection'],
+      ['path', 'round trips/s', 'RTT p50 ms', 'RTT p99 ms', 'proxy CPU µs/round trip', 'connections/s', 'handshake p99 ms', 'proxy CPU µs/connection', 'all CPU µs/connection'],
       paths.map((p) => [
         p.id,
         pair(of(p.id, (r) => r.echo.perSec)),
@@ -117,8 +140,13 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
         pair(of(p.id, (r) => r.open.perSec)),
         pair(of(p.id, (r) => r.open.handshake.p99)),
         p.id === 'direct' ? '—' : pair(of(p.id, (r) => r.open.proxyUsPerConnection)),
+        pair(of(p.id, machineUsPerConnection)),
       ]),
     );
+    // The machine's cores are shared by the generator, the echo server and the proxy:
+    // no path can open connections faster than the cores divided by the CPU all three spend per connection.
+    const cores = os.cpus().length;
+    const ceiling = (id: string): number => (cores * 1e6) / mean(of(id, machineUsPerConnection));
     const ratios = nginx
       ? {
           cpuPerRoundTripShimVsNginx: mean(of('shim', (r) => r.echo.proxyUsPerRoundTrip)) / mean(of('nginx', (r) => r.echo.proxyUsPerRoundTrip)),
@@ -133,10 +161,13 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
           shimExtraUsPerConnection: mean(of('shim', (r) => r.open.proxyUsPerConnection)) - mean(of('http-proxy-3', (r) => r.open.proxyUsPerConnection)),
         }
       : undefined;
+    const budget = nginx ? { cores, shimCeilingPerSec: ceiling('shim'), shimCeilingVsNginx: ceiling('shim') / mean(of('nginx', (r) => r.open.perSec)) } : undefined;
     if (ratios) {
       process.stdout.write(
         `Shim CPU/round trip vs nginx:   ${ratioText(ratios.cpuPerRoundTripShimVsNginx, 1.0, 'max')}\n` +
-          `Shim connections/s vs nginx:    ${ratioText(ratios.connectionRateShimVsNginx, 0.9, 'min')}\n`,
+          `Shim connections/s vs nginx:    ${ratioText(ratios.connectionRateShimVsNginx, 0.9, 'min')}\n` +
+          `  CPU budget: all processes spend ${fmt(mean(of('shim', machineUsPerConnection)))} µs per connection through the shim, so ${cores} cores open at most ` +
+          `${fmt(budget!.shimCeilingPerSec)}/s through it: ${budget!.shimCeilingVsNginx.toFixed(2)}× nginx's measured rate\n`,
       );
     } else {
       process.stdout.write(`nginx rows skipped: ${nginxSkipped}\n`);
@@ -147,7 +178,7 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
           `Shim connections/s vs http-proxy-3 alone: ${library.connectionRateShimVsBare.toFixed(2)}×; the shim adds ${Math.round(library.shimExtraUsPerConnection)} µs of CPU per upgrade (decision, tracking)\n`,
       );
     }
-    return { options: o, nginxSkipped, results, ratios, library };
+    return { options: o, nginxSkipped, results, ratios, library, budget };
   } finally {
     await bc.generator.call('closeAll').catch(() => undefined);
     await stopAll([shim?.child, bare?.child, echo.child]);
