@@ -118,7 +118,7 @@ export function renderMarkdown(result: Any): string {
           // Runs before the middle reading existed have no such figure.
           pair(of(id, (r) => r.rssPerAddedConnection / 1024).filter(Number.isFinite)) || '—',
           pair(of(id, (r) => r.connect.perSec)),
-          pair(of(id, (r) => r.connect.retries)),
+          pair(of(id, (r) => r.connect.retries + (r.warmConnect?.retries ?? 0))),
         ]),
       ),
     );

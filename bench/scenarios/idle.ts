@@ -26,7 +26,9 @@ export interface IdleOptions {
 interface IdleRun {
   system: string;
   rep: number;
+  /** The opens after the middle reading (connections/s is theirs); `warmConnect` the first tenth's. */
   connect: ConnectResult;
+  warmConnect: ConnectResult | undefined;
   /** Readings with no connection, after the first tenth, and after all N. */
   rssBefore: number;
   rssWarm: number;
@@ -45,7 +47,12 @@ interface IdleRun {
 }
 
 /** Connections opened before the middle reading: a tenth of N. */
-export function warmConnectionsFor(n: number): number {
+/** Refused-then-retried upgrades over both batches. */
+function retriesOf(r: IdleRun): number {
+  return r.connect.retries + (r.warmConnect?.retries ?? 0);
+}
+
+function warmConnectionsFor(n: number): number {
   return Math.floor(n / 10);
 }
 
@@ -73,7 +80,7 @@ export async function runIdle(bc: BenchContext, o: IdleOptions): Promise<unknown
         const heapBefore = (await running.heapUsed())[0]!;
         const warm = warmConnectionsFor(o.connections);
         // Distinct users from the main batch, so no user holds two connections.
-        if (warm > 0) await open(running.idleGroups(warm).map((g) => ({ ...g, userPrefix: 'warm' })), warm);
+        const warmConnect = warm > 0 ? await open(running.idleGroups(warm).map((g) => ({ ...g, userPrefix: 'warm' })), warm) : undefined;
         await sleep(1500);
         const rssWarm = rssBytes(pid);
         const heapWarm = (await running.heapUsed())[0]!;
@@ -86,6 +93,7 @@ export async function runIdle(bc: BenchContext, o: IdleOptions): Promise<unknown
           system: sys.id,
           rep,
           connect,
+          warmConnect,
           rssBefore,
           rssWarm,
           rssAfter,
@@ -100,7 +108,7 @@ export async function runIdle(bc: BenchContext, o: IdleOptions): Promise<unknown
         };
         runs.push(r);
         bc.log(
-          `  ${sys.id} rep ${rep}: ${(r.rssPerConnection / 1024).toFixed(2)} KB RSS, ${(r.heapPerConnection / 1024).toFixed(2)} KB heap per connection (each added one: ${(r.rssPerAddedConnection / 1024).toFixed(2)} KB RSS); ${connect.perSec} conn/s, ${connect.retries} retries`,
+          `  ${sys.id} rep ${rep}: ${(r.rssPerConnection / 1024).toFixed(2)} KB RSS, ${(r.heapPerConnection / 1024).toFixed(2)} KB heap per connection (each added one: ${(r.rssPerAddedConnection / 1024).toFixed(2)} KB RSS); ${connect.perSec} conn/s, ${retriesOf(r)} retries`,
         );
       } finally {
         await bc.generator.call('closeAll').catch(() => undefined);
@@ -120,7 +128,7 @@ export async function runIdle(bc: BenchContext, o: IdleOptions): Promise<unknown
       pair(of(s.id, (r) => kb(r.rssPerAddedConnection))),
       pair(of(s.id, (r) => r.rssAfter / 1024 / 1024)),
       pair(of(s.id, (r) => r.connect.perSec)),
-      pair(of(s.id, (r) => r.connect.retries)),
+      pair(of(s.id, retriesOf)),
     ]),
   );
   const ratioOf = (f: (r: IdleRun) => number): number => mean(of('bifrost', f)) / mean(of('ws', f));
