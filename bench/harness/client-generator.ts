@@ -74,6 +74,14 @@ interface Conn {
 const conns = new Set<Conn>();
 let received = 0;
 let hist = newHistogram();
+/**
+ * The worst latency (µs) of the events scheduled in each second since the last
+ * reset, by the publisher's intended send time: a failed step shows whether one
+ * stall (a second or two) or a backlog (every later second worse) broke the p99.
+ */
+let secondsFrom = nowMs();
+let worstBySecond: number[] = [];
+const MAX_SECONDS = 3600;
 let echoState: { deadline: number; size: number; rtt: ReturnType<typeof newHistogram>; done: number } | null = null;
 let echoPad = '';
 
@@ -83,6 +91,9 @@ function onEvent(buf: Buffer, start?: number, end?: number): void {
   received++;
   const lat = (nowMs() - ts) * 1000;
   hist.recordValue(lat < 1 ? 1 : lat);
+  const sec = Math.min(MAX_SECONDS, Math.max(0, Math.floor((ts - secondsFrom) / 1000)));
+  while (worstBySecond.length <= sec) worstBySecond.push(0);
+  if (lat > worstBySecond[sec]!) worstBySecond[sec] = lat;
 }
 
 function echoMessage(): string {
@@ -112,6 +123,33 @@ function onData(c: Conn, buf: Buffer, start: number, end: number): void {
 }
 
 /**
+ * One read buffer for every socket read directly: Node reads into it and calls
+ * back synchronously, so the frame reader copies only a frame split over reads.
+ */
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * Node's `onread` mode for an already connected socket: reads go into a
+ * user buffer and to a callback, bypassing the Readable stream (no Buffer per
+ * read, no 'data' event, no nextTick per read). `net.connect({ onread })` sets
+ * this up at creation; `ws` makes its own sockets, so the same fields are set
+ * afterwards. They are Node internals: where they are missing, false is
+ * returned and the caller reads through 'data' events instead.
+ */
+function readIntoSharedBuffer(socket: Duplex, onRead: (nread: number, buf: Buffer) => void): boolean {
+  const symbols = Object.getOwnPropertySymbols(socket);
+  const kBuffer = symbols.find((x) => x.description === 'kBuffer');
+  const kBufferCb = symbols.find((x) => x.description === 'kBufferCb');
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
+  if (!kBuffer || !kBufferCb || typeof handle?.useUserBuffer !== 'function' || socket.readableLength > 0) return false;
+  const fields = socket as unknown as Record<symbol, unknown>;
+  fields[kBufferCb] = onRead;
+  fields[kBuffer] = SHARED_READ_BUFFER;
+  handle.useUserBuffer(SHARED_READ_BUFFER);
+  return true;
+}
+
+/**
  * From now on the client's frames are read off its socket by a
  * ServerFrameReader instead of the `ws` receiver. A client whose receiver
  * already holds part of a frame keeps the `ws` path (its listeners stay).
@@ -126,6 +164,14 @@ function readDirectly(c: Conn): void {
     else if (opcode === 8) c.ws.terminate();
   });
   socket.removeAllListeners('data');
+  const direct = readIntoSharedBuffer(socket, (nread, buf) => {
+    try {
+      reader.push(buf, nread, true);
+    } catch {
+      c.ws.terminate();
+    }
+  });
+  if (direct) return;
   socket.on('data', (chunk: Buffer) => {
     try {
       reader.push(chunk);
@@ -286,10 +332,12 @@ serveRpc({
   connect,
   /** Messages received (and their latency) since the last reset. */
   snapshot(args: { reset?: boolean }) {
-    const r = { received, latency: summarize(hist), open: conns.size };
+    const r = { received, latency: summarize(hist), worstMsBySecond: worstBySecond.map((us) => Math.round(us / 100) / 10), open: conns.size };
     if (args?.reset) {
       received = 0;
       hist = newHistogram();
+      secondsFrom = nowMs();
+      worstBySecond = [];
     }
     return r;
   },
@@ -323,7 +371,11 @@ serveRpc({
     );
     received = 0;
     hist = newHistogram();
+    secondsFrom = nowMs();
+    worstBySecond = [];
     return all.length;
   },
   stats: () => ({ rss: process.memoryUsage().rss, open: conns.size }),
 });
+
+

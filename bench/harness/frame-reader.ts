@@ -19,11 +19,16 @@ export class ServerFrameReader {
 
   constructor(private readonly onFrame: FrameHandler) {}
 
-  /** Feeds one chunk read from the socket. Throws on a masked or oversized frame (not a server's frame). */
-  push(chunk: Buffer): void {
-    const buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+  /**
+   * Feeds one chunk read from the socket: its first `length` bytes. `shared`:
+   * the chunk is a read buffer the caller reuses, so a split frame's start is
+   * copied rather than kept by reference. Throws on a masked or oversized
+   * frame (not a server's frame).
+   */
+  push(chunk: Buffer, length = chunk.length, shared = false): void {
+    const buf = this.rest ? Buffer.concat([this.rest, chunk.subarray(0, length)]) : chunk;
+    const n = this.rest ? buf.length : length;
     this.rest = undefined;
-    const n = buf.length;
     let p = 0;
     while (n - p >= 2) {
       const b1 = buf[p + 1]!;
@@ -44,6 +49,6 @@ export class ServerFrameReader {
       this.onFrame(buf[p]! & 0x0f, buf, p + head, p + head + len);
       p += head + len;
     }
-    if (p < n) this.rest = buf.subarray(p);
+    if (p < n) this.rest = shared && buf === chunk ? Buffer.from(buf.subarray(p, n)) : buf.subarray(p, n);
   }
 }

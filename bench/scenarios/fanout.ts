@@ -41,6 +41,8 @@ export interface FanoutStep {
   lost: number;
   deliveredPerSec: number;
   latency: LatencySummary;
+  /** Worst latency (ms) of the events scheduled in each second of the step, in order. */
+  worstMsBySecond: number[];
   cpu: { serverUs: number; serverUsPerMsg: number; mainThreadUsPerMsg: number; perNodeUs: number[]; redisUs: number; redisUsPerPublish: number; publisherUs: number; generatorUs: number; wallMs: number };
   pass: boolean;
   why?: string;
@@ -107,7 +109,7 @@ async function runOne(bc: BenchContext, o: FanoutOptions, sys: BenchSystem, rep:
         last = got;
         await sleep(100);
       }
-      const snap = await bc.generator.call<{ received: number; latency: LatencySummary }>('snapshot', { reset: true });
+      const snap = await bc.generator.call<{ received: number; latency: LatencySummary; worstMsBySecond: number[] }>('snapshot', { reset: true });
       const s = servers.end();
       const x = others.end();
       const lost = Math.max(0, expected - snap.received);
@@ -121,6 +123,7 @@ async function runOne(bc: BenchContext, o: FanoutOptions, sys: BenchSystem, rep:
         lost,
         deliveredPerSec: Math.round(snap.received / o.stepSeconds),
         latency: snap.latency,
+        worstMsBySecond: snap.worstMsBySecond,
         cpu: {
           serverUs: Math.round(s.totalUs),
           serverUsPerMsg: snap.received ? s.totalUs / snap.received : NaN,
@@ -138,7 +141,7 @@ async function runOne(bc: BenchContext, o: FanoutOptions, sys: BenchSystem, rep:
       steps.push(step);
       log(
         `  ${sys.id} rep ${rep} step ${target}/s: delivered ${step.deliveredPerSec}/s, p50 ${snap.latency.p50} p99 ${snap.latency.p99} ms, ` +
-          `server ${step.cpu.serverUsPerMsg.toFixed(2)} µs/msg (main thread ${step.cpu.mainThreadUsPerMsg.toFixed(2)})${pass ? '' : ` — FAIL (${step.why})`}`,
+          `server ${step.cpu.serverUsPerMsg.toFixed(2)} µs/msg (main thread ${step.cpu.mainThreadUsPerMsg.toFixed(2)})${pass ? '' : ` — FAIL (${step.why}; ${secondsOver(snap.worstMsBySecond, o.p99LimitMs)})`}`,
       );
       if (!pass && !o.allSteps) break;
       await sleep(200);
@@ -152,6 +155,17 @@ async function runOne(bc: BenchContext, o: FanoutOptions, sys: BenchSystem, rep:
     await bc.generator.call('closeAll').catch(() => undefined);
     await running.stop();
   }
+}
+
+/**
+ * Which seconds of a step had an event at or over the latency bound: a stall
+ * shows as one or two seconds, a backlog as every second from some point on.
+ */
+export function secondsOver(worstMsBySecond: number[], limitMs: number): string {
+  const over = worstMsBySecond.map((ms, i) => [i, ms] as const).filter(([, ms]) => ms >= limitMs);
+  if (over.length === 0) return `no second's worst event reached ${limitMs} ms`;
+  const worst = over.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return `${over.length} of ${worstMsBySecond.length} seconds had an event ≥ ${limitMs} ms (s${over.map(([i]) => i).join(',s')}; worst ${worst[1]} ms in s${worst[0]})`;
 }
 
 /** CPU µs/msg of a system at a step (one value per rep). */

@@ -52,6 +52,22 @@ describe('ServerFrameReader', () => {
     expect(got).toHaveLength(3);
   });
 
+  it('reads from a shared read buffer: only the first `length` bytes, and a split frame survives the buffer being overwritten', () => {
+    const bytes = Buffer.concat([frame(1, 'first'), frame(1, 'x'.repeat(200)), frame(1, 'last')]);
+    const shared = Buffer.alloc(1024, 0xee); // stale bytes beyond what each read filled
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const { reader, got } = collect();
+      bytes.copy(shared, 0, 0, cut);
+      reader.push(shared, cut, true);
+      // The next read (of this or any other socket) reuses the buffer.
+      shared.fill(0xee);
+      bytes.copy(shared, 0, cut);
+      reader.push(shared, bytes.length - cut, true);
+      shared.fill(0xee);
+      expect(got.map(([, s]) => s)).toEqual(['first', 'x'.repeat(200), 'last']);
+    }
+  });
+
   it('refuses a masked frame: only a client masks', () => {
     const { reader } = collect();
     expect(() => reader.push(Buffer.from([0x81, 0x85, 1, 2, 3, 4, 0, 0, 0, 0, 0]))).toThrow(/masked/);
