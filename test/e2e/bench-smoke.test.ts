@@ -47,13 +47,17 @@ describe('npm run bench (smoke)', () => {
     expect(readdirSync(dir).filter((f) => /^\d{4}-.*\.json$/.test(f))).toHaveLength(1);
     const result = JSON.parse(readFileSync(latest, 'utf8'));
     expect(result.mode).toBe('quick');
-    const runs = result.scenarios.fanout.runs as { system: string; steps: { received: number; cpu: { serverUsPerMsg: number } }[] }[];
+    const runs = result.scenarios.fanout.runs as { system: string; steps: { received: number; worstMsBySecond: number[]; cpu: { serverUsPerMsg: number } }[] }[];
     for (const system of ['bifrost', 'ws']) {
       const run = runs.find((x) => x.system === system);
       expect(run, `${system} measured`).toBeDefined();
       expect(run!.steps.length).toBeGreaterThan(0);
       expect(run!.steps[0]!.received).toBeGreaterThan(0);
       expect(Number.isFinite(run!.steps[0]!.cpu.serverUsPerMsg)).toBe(true);
+      // A 1-s step's events fall in its first second or two.
+      const bySecond = run!.steps[0]!.worstMsBySecond;
+      expect(bySecond.length).toBeGreaterThan(0);
+      expect(Math.max(...bySecond)).toBeGreaterThan(0);
     }
     expect(result.scenarios.fanout.summary.serverCpuUsPerMsgAtReference.bifrost).toHaveLength(1);
     // The table is printed with the ratio to the peer.
