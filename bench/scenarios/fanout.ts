@@ -136,7 +136,7 @@ async function runOne(bc: BenchContext, o: FanoutOptions, sys: BenchSystem, rep:
           wallMs: Math.round(s.wallMs),
         },
         pass,
-        why: pass ? undefined : lost ? `lost ${lost}` : `p99 ${snap.latency.p99} ms`,
+        why: pass ? undefined : lost ? lostWhy(lost, publish, perTopic) : `p99 ${snap.latency.p99} ms`,
       };
       steps.push(step);
       log(
@@ -155,6 +155,19 @@ async function runOne(bc: BenchContext, o: FanoutOptions, sys: BenchSystem, rep:
     await bc.generator.call('closeAll').catch(() => undefined);
     await running.stop();
   }
+}
+
+/**
+ * A step's losses split by where they happened: publishes the publisher never
+ * made (too many in flight: the system did not take them in time) or that were
+ * refused, and events that were published but did not arrive.
+ */
+export function lostWhy(lost: number, publish: Pick<PublishResult, 'skipped' | 'failed'>, perTopic: number): string {
+  const neverSent = (publish.skipped + publish.failed) * perTopic;
+  if (neverSent === 0) return `lost ${lost}: published, not received`;
+  const n = (k: number): string => `${k} publish${k === 1 ? '' : 'es'}`;
+  const parts = [publish.skipped ? `${n(publish.skipped)} skipped (too many in flight)` : '', publish.failed ? `${n(publish.failed)} refused` : ''].filter(Boolean);
+  return `lost ${lost}: ${parts.join(', ')} → ${Math.min(lost, neverSent)} never sent; ${Math.max(0, lost - neverSent)} published, not received`;
 }
 
 /**
