@@ -377,5 +377,3 @@ serveRpc({
   },
   stats: () => ({ rss: process.memoryUsage().rss, open: conns.size }),
 });
-
-
