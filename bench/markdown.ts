@@ -6,6 +6,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fmt, pair } from './harness/report.ts';
 
+/** Both reps' values, or a dash where the result file predates the figure (undefined fields give NaN). */
+function pairOrDash(values: number[]): string {
+  return pair(values.filter(Number.isFinite)) || '—';
+}
+
 // The result file is plain JSON written by this harness; its shape is the scenarios' return values.
 type Any = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -74,8 +79,7 @@ export function renderMarkdown(result: Any): string {
           pair(of(id, (r) => r.open.perSec)),
           pair(of(id, (r) => r.open.handshake.p99)),
           id === 'direct' ? '—' : pair(of(id, (r) => r.open.proxyUsPerConnection)),
-          // Runs before the echo server's and generator's CPU were recorded have no such figure.
-          pair(of(id, (r) => r.open.proxyUsPerConnection + r.open.echoServerUsPerConnection + r.open.generatorUsPerConnection).filter(Number.isFinite)) || '—',
+          pairOrDash(of(id, (r) => r.open.proxyUsPerConnection + r.open.echoServerUsPerConnection + r.open.generatorUsPerConnection)),
         ]),
       ),
     );
@@ -115,8 +119,7 @@ export function renderMarkdown(result: Any): string {
           id,
           pair(of(id, (r) => r.rssPerConnection / 1024)),
           pair(of(id, (r) => r.heapPerConnection / 1024)),
-          // Runs before the middle reading existed have no such figure.
-          pair(of(id, (r) => r.rssPerAddedConnection / 1024).filter(Number.isFinite)) || '—',
+          pairOrDash(of(id, (r) => r.rssPerAddedConnection / 1024)),
           pair(of(id, (r) => r.connect.perSec)),
           pair(of(id, (r) => r.connect.retries + (r.warmConnect?.retries ?? 0))),
         ]),

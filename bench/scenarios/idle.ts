@@ -29,12 +29,11 @@ interface IdleRun {
   /** The opens after the middle reading (connections/s is theirs); `warmConnect` the first tenth's. */
   connect: ConnectResult;
   warmConnect: ConnectResult | undefined;
-  /** Readings with no connection, after the first tenth, and after all N. */
+  /** RSS with no connection, after the first tenth, and after all N; heap with none and after all N. */
   rssBefore: number;
   rssWarm: number;
   rssAfter: number;
   heapBefore: number;
-  heapWarm: number;
   heapAfter: number;
   /** Connections open at the middle reading (the first tenth). */
   warmConnections: number;
@@ -43,7 +42,6 @@ interface IdleRun {
   heapPerConnection: number;
   /** Each added connection: (after − warm reading) / (N − warm). */
   rssPerAddedConnection: number;
-  heapPerAddedConnection: number;
 }
 
 /** Connections opened before the middle reading: a tenth of N. */
@@ -83,7 +81,6 @@ export async function runIdle(bc: BenchContext, o: IdleOptions): Promise<unknown
         const warmConnect = warm > 0 ? await open(running.idleGroups(warm).map((g) => ({ ...g, userPrefix: 'warm' })), warm) : undefined;
         await sleep(1500);
         const rssWarm = rssBytes(pid);
-        const heapWarm = (await running.heapUsed())[0]!;
         const connect = await open(running.idleGroups(o.connections - warm), o.connections - warm);
         await sleep(3000);
         const rssAfter = rssBytes(pid);
@@ -98,13 +95,11 @@ export async function runIdle(bc: BenchContext, o: IdleOptions): Promise<unknown
           rssWarm,
           rssAfter,
           heapBefore,
-          heapWarm,
           heapAfter,
           warmConnections: warm,
           rssPerConnection: (rssAfter - rssBefore) / o.connections,
           heapPerConnection: (heapAfter - heapBefore) / o.connections,
           rssPerAddedConnection: (rssAfter - rssWarm) / added,
-          heapPerAddedConnection: (heapAfter - heapWarm) / added,
         };
         runs.push(r);
         bc.log(

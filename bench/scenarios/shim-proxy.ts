@@ -161,13 +161,15 @@ export async function runShimProxy(bc: BenchContext, o: ShimProxyOptions): Promi
           shimExtraUsPerConnection: mean(of('shim', (r) => r.open.proxyUsPerConnection)) - mean(of('http-proxy-3', (r) => r.open.proxyUsPerConnection)),
         }
       : undefined;
-    const budget = nginx ? { cores, shimCeilingPerSec: ceiling('shim'), shimCeilingVsNginx: ceiling('shim') / mean(of('nginx', (r) => r.open.perSec)) } : undefined;
-    if (ratios) {
+    const budget = nginx
+      ? { cores, shimUsPerConnection: mean(of('shim', machineUsPerConnection)), shimCeilingPerSec: ceiling('shim'), shimCeilingVsNginx: ceiling('shim') / mean(of('nginx', (r) => r.open.perSec)) }
+      : undefined;
+    if (ratios && budget) {
       process.stdout.write(
         `Shim CPU/round trip vs nginx:   ${ratioText(ratios.cpuPerRoundTripShimVsNginx, 1.0, 'max')}\n` +
           `Shim connections/s vs nginx:    ${ratioText(ratios.connectionRateShimVsNginx, 0.9, 'min')}\n` +
-          `  CPU budget: all processes spend ${fmt(mean(of('shim', machineUsPerConnection)))} µs per connection through the shim, so ${cores} cores open at most ` +
-          `${fmt(budget!.shimCeilingPerSec)}/s through it: ${budget!.shimCeilingVsNginx.toFixed(2)}× nginx's measured rate\n`,
+          `  CPU budget: all processes spend ${fmt(budget.shimUsPerConnection)} µs per connection through the shim, so ${cores} cores open at most ` +
+          `${fmt(budget.shimCeilingPerSec)}/s through it: ${budget.shimCeilingVsNginx.toFixed(2)}× nginx's measured rate\n`,
       );
     } else {
       process.stdout.write(`nginx rows skipped: ${nginxSkipped}\n`);
