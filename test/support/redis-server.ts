@@ -4,6 +4,7 @@
  * restart or flush Redis on purpose (they never touch a shared server).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 
@@ -14,8 +15,44 @@ export interface RedisProcess {
   stop(): Promise<void>;
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
+/**
+ * A TCP port that was free a moment ago on 127.0.0.1, for a child process to
+ * listen on. It is drawn at random from below the kernel's ephemeral range: a
+ * port the kernel hands out for `listen(0)` is also the pool every outgoing
+ * connection draws from, so between our check and the child's listen any
+ * client in a parallel test could take it (EADDRINUSE, seen in CI). Below
+ * that range only another explicit bind can, and a random draw from ~20,000
+ * ports makes that rare.
+ */
 export async function freePort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const floor = 10_000;
+  for (let attempt = 0; attempt < 50 && low - floor > 1000; attempt++) {
+    const port = floor + Math.floor(Math.random() * (low - floor));
+    if (await bindable(port)) return port;
+  }
+  return kernelPort();
+}
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(lo) && Number.isInteger(hi)) return [lo, hi];
+  } catch {
+    /* not Linux: fall through */
+  }
+  return [32768, 60999];
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+async function kernelPort(): Promise<number> {
   const srv = net.createServer();
   srv.listen(0, '127.0.0.1');
   await once(srv, 'listening');
