@@ -34,6 +34,20 @@ afterEach(async () => {
   cluster = undefined;
 });
 
+/**
+ * Starts three nodes into a cluster the afterEach hook already knows, so a
+ * node that fails to start does not leave the others (and Redis) running.
+ */
+async function startCluster(): Promise<Cluster> {
+  const redis = await startRedisServer();
+  cluster = { redis, nodes: [], ports: [], clients: [] };
+  const started = await Promise.allSettled([0, 1, 2].map((i) => startNode(redis, i)));
+  cluster.nodes = started.map((s) => (s.status === 'fulfilled' ? s.value : undefined));
+  const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return cluster;
+}
+
 async function startNode(redis: RedisProcess, i: number, ports?: { port: number; privatePort: number }, drainWindow = '4s'): Promise<GatewayProcess> {
   const args = ['--node-id', `drill-${i}`, '--drain-window', drainWindow];
   if (ports) args.push('--port', String(ports.port), '--private-port', String(ports.privatePort));
@@ -140,10 +154,8 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number, what: s
 
 describe('failure drills', () => {
   it('kill -9 of one of three nodes: every client recovers every event exactly once, in order', async () => {
-    const redis = await startRedisServer();
-    const nodes = await Promise.all([0, 1, 2].map((i) => startNode(redis, i)));
-    cluster = { redis, nodes, ports: [], clients: [] };
-    const c = cluster;
+    const c = await startCluster();
+    const nodes = [...(c.nodes as GatewayProcess[])];
     const randomLive = async (): Promise<NodeRef> => {
       const reg = await registry(c);
       const n = reg[Math.floor(Math.random() * reg.length)]!;
@@ -165,11 +177,11 @@ describe('failure drills', () => {
   }, 180_000);
 
   it('rolling restart of three nodes: nothing lost or doubled, at most two reconnects each, no storm', async () => {
-    const redis = await startRedisServer();
-    const nodes = await Promise.all([0, 1, 2].map((i) => startNode(redis, i)));
+    const c = await startCluster();
+    const redis = c.redis;
+    const nodes = c.nodes as GatewayProcess[];
     const ports = nodes.map((n) => ({ port: Number(new URL(n.publicUrl).port), privatePort: Number(new URL(n.privateUrl).port) }));
-    cluster = { redis, nodes: [...nodes], ports, clients: [] };
-    const c = cluster;
+    c.ports = ports;
     const newest = async (): Promise<NodeRef> => {
       const reg = await registry(c);
       reg.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
