@@ -22,6 +22,8 @@ import {
 interface TopicStream {
   epoch: string;
   seq: number;
+  /** Last publish (or creation), ms: a stream idle for `streamKeyTtlMs` is dropped like the Redis stream key. */
+  touchedAt: number;
   /** Highest offset ever trimmed away (0 = none). */
   trimmedUpTo: number;
   entries: { pub: Publication; at: number }[];
@@ -46,9 +48,18 @@ export function newEpoch(): string {
   return epochPool.toString('hex', epochPos - EPOCH_BYTES, epochPos);
 }
 
+export interface MemoryBrokerOptions extends BrokerOptions {
+  /** How long a topic's stream (its epoch and position) lives without publishes, ms; as the Redis broker's key TTL. Default 24 h. */
+  streamKeyTtlMs?: number;
+}
+
+/** Expired streams and idempotency keys are looked for at most this often, ms. */
+const SWEEP_INTERVAL_MS = 60_000;
+
 export class MemoryBroker implements Broker {
   readonly kind = 'memory' as const;
-  private readonly opts: Required<BrokerOptions>;
+  private readonly opts: Required<MemoryBrokerOptions>;
+  private lastSweep = Date.now();
   private readonly streams = new Map<string, TopicStream>();
   private readonly handlers = new Map<string, Set<PublicationHandler>>();
   private readonly controlHandlers: ControlHandler[] = [];
@@ -56,17 +67,36 @@ export class MemoryBroker implements Broker {
   private readonly services = new Map<string, ServiceDefinition>();
   private readonly nodes = new Map<string, { info: NodeInfo; expires: number }>();
 
-  constructor(opts: BrokerOptions = {}) {
-    this.opts = { ...BROKER_DEFAULTS, ...opts };
+  constructor(opts: MemoryBrokerOptions = {}) {
+    this.opts = { ...BROKER_DEFAULTS, streamKeyTtlMs: 24 * 3600_000, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
   }
 
   private stream(topic: string): TopicStream {
     let s = this.streams.get(topic);
     if (!s) {
-      s = { epoch: newEpoch(), seq: 0, trimmedUpTo: 0, entries: [] };
+      s = { epoch: newEpoch(), seq: 0, touchedAt: Date.now(), trimmedUpTo: 0, entries: [] };
       this.streams.set(topic, s);
     }
     return s;
+  }
+
+  /**
+   * Drops streams nobody published to for `streamKeyTtlMs` and that no local
+   * subscriber holds (their kept events expired long before: historyTtlMs is
+   * shorter), and expired idempotency keys. Without it every topic ever
+   * published or read would stay in memory for the life of the process.
+   */
+  private sweep(now: number): void {
+    if (now - this.lastSweep < SWEEP_INTERVAL_MS) return;
+    this.lastSweep = now;
+    const idleBefore = now - this.opts.streamKeyTtlMs;
+    for (const [topic, s] of this.streams) if (s.touchedAt <= idleBefore && !this.handlers.has(topic)) this.streams.delete(topic);
+    this.sweepIdempotency(now);
+  }
+
+  /** Number of topic streams kept (tests, metrics). */
+  streamCount(): number {
+    return this.streams.size;
   }
 
   private trim(s: TopicStream, now: number): void {
@@ -81,12 +111,14 @@ export class MemoryBroker implements Broker {
 
   async publish(req: PublishRequest): Promise<StreamPosition> {
     const now = Date.now();
+    this.sweep(now);
     if (req.idempotencyKey) {
       const key = `${req.topic}\u0000${req.idempotencyKey}`;
       const seen = this.idempotency.get(key);
       if (seen && seen.expires > now) return seen.pos;
     }
     const s = this.stream(req.topic);
+    s.touchedAt = now;
     s.seq += 1;
     const pub: Publication = { topic: req.topic, event: req.event, offset: String(s.seq), epoch: s.epoch, dataJson: req.dataJson };
     s.entries.push({ pub, at: now });
@@ -97,7 +129,15 @@ export class MemoryBroker implements Broker {
       if (this.idempotency.size > 100_000) this.sweepIdempotency(now);
     }
     const hs = this.handlers.get(req.topic);
-    if (hs) for (const h of hs) h(pub);
+    // The event is stored: a failing subscriber must not turn the publish into an error (a retry would duplicate it).
+    if (hs)
+      for (const h of hs) {
+        try {
+          h(pub);
+        } catch {
+          /* the subscriber's own failure; TopicFanout reports per-sink failures */
+        }
+      }
     return pos;
   }
 
@@ -106,6 +146,7 @@ export class MemoryBroker implements Broker {
   }
 
   async history(topic: string, since?: StreamPosition, limit = this.opts.historySize): Promise<HistoryResult> {
+    this.sweep(Date.now());
     const s = this.streams.get(topic);
     if (!s) {
       // Nothing was ever kept: a client that had a position lost its history.
@@ -135,7 +176,13 @@ export class MemoryBroker implements Broker {
   }
 
   async publishControl(msg: ControlMessage): Promise<void> {
-    for (const h of this.controlHandlers) h(msg);
+    for (const h of this.controlHandlers) {
+      try {
+        h(msg);
+      } catch {
+        /* one handler's failure must not stop the others, nor fail the sender */
+      }
+    }
   }
 
   onControl(handler: ControlHandler): void {

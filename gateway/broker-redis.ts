@@ -136,6 +136,16 @@ export interface RedisBrokerOptions extends BrokerOptions {
 
 type Entry = [string, string[]];
 
+/** Rejects with `message` when `p` has not settled within `ms` (the timer does not hold the process). */
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 function fieldsOf(fields: string[]): { v: string; d: string } {
   let v = '';
   let d = 'null';
@@ -144,6 +154,24 @@ function fieldsOf(fields: string[]): { v: string; d: string } {
     else if (fields[i] === 'd') d = fields[i + 1]!;
   }
   return { v, d };
+}
+
+const CONTROL_TYPES: ReadonlySet<string> = new Set(['subscribe', 'unsubscribe', 'disconnect', 'services-changed']);
+
+/**
+ * A control message as nodes send them. Anyone who can PUBLISH on the
+ * control channel can send anything, and every node would act on it: the
+ * shape is checked before any handler sees it.
+ */
+export function isControlMessage(m: unknown): m is ControlMessage {
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return false;
+  const r = m as Record<string, unknown>;
+  if (typeof r.type !== 'string' || !CONTROL_TYPES.has(r.type)) return false;
+  if (r.userId !== undefined && typeof r.userId !== 'string') return false;
+  if (r.connectionId !== undefined && typeof r.connectionId !== 'string') return false;
+  if (r.reconnect !== undefined && typeof r.reconnect !== 'boolean') return false;
+  if (r.topics !== undefined && !(Array.isArray(r.topics) && r.topics.every((t) => typeof t === 'string'))) return false;
+  return true;
 }
 
 /** Builds ioredis options from a URL or a Sentinel list. */
@@ -168,6 +196,13 @@ interface TopicState {
   subscribed: Promise<void>;
   /** Last offset delivered on this node, for de-duplication and gap recovery. */
   last?: StreamPosition;
+  /**
+   * The stream's position read just before the channel was subscribed: where
+   * gap recovery starts when no live event reached this node yet (a quiet
+   * topic). Never used for de-duplication: events after it may still arrive
+   * live, and sinks drop what they already have.
+   */
+  base?: StreamPosition;
   /** While non-null, live messages wait here (gap recovery in progress). */
   buffer: Publication[] | null;
 }
@@ -186,6 +221,8 @@ export class RedisBroker implements Broker {
   private readonly channelPrefix: string;
   private readonly controlChannel: string;
   private subReadyOnce = false;
+  /** The subscriber's errors are logged once per outage (reset when it is ready again). */
+  private subErrorLogged = false;
   private closed = false;
   private up = true;
 
@@ -219,10 +256,16 @@ export class RedisBroker implements Broker {
     this.cmd.on('error', (err: Error) => this.setStatus('down', err));
     this.cmd.on('close', () => this.setStatus('down', new Error('connection to Redis closed')));
     this.cmd.on('ready', () => this.setStatus('up'));
-    this.sub.on('error', () => {});
+    this.sub.on('error', (err: Error) => {
+      if (this.subErrorLogged || this.closed) return;
+      this.subErrorLogged = true;
+      this.warn('Redis subscriber connection failed: live events stop until it reconnects (further errors are not logged until then)', err);
+    });
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
     this.sub.on('smessage', (channel: string, message: string) => this.onMessage(channel, message));
     this.sub.on('ready', () => {
+      if (this.subErrorLogged) this.warn('Redis subscriber connection is back: re-subscribing and recovering missed events');
+      this.subErrorLogged = false;
       if (this.subReadyOnce) this.recoverAllTopics();
       this.subReadyOnce = true;
     });
@@ -233,6 +276,21 @@ export class RedisBroker implements Broker {
     // topic when only one shard dropped is safe.
     if (this.sharded) this.sub.on('subscribersReady', () => this.recoverAllTopics());
     void this.sub.subscribe(this.controlChannel).catch((err) => this.warn('control channel subscribe failed', err));
+  }
+
+  /**
+   * Runs one Redis call of the registry/control side. Any failure is the
+   * broker being unavailable (private API 503, not 500); while the command
+   * connection is known to be down it fails at once instead of waiting out
+   * the command timeout.
+   */
+  private async unavailableOnError<T>(what: string, call: () => Promise<T>): Promise<T> {
+    if (!this.up) throw new BrokerUnavailableError(`Redis ${what} failed: Redis is unreachable`);
+    try {
+      return await call();
+    } catch (err) {
+      throw new BrokerUnavailableError(`Redis ${what} failed: ${(err as Error).message}`);
+    }
   }
 
   private setStatus(s: 'up' | 'down', err?: Error): void {
@@ -319,14 +377,24 @@ export class RedisBroker implements Broker {
 
   private onMessage(channel: string, message: string): void {
     if (channel === this.controlChannel) {
-      let msg: ControlMessage;
+      let msg: unknown;
       try {
-        msg = JSON.parse(message) as ControlMessage;
+        msg = JSON.parse(message);
       } catch (err) {
-        this.warn('ignoring malformed control message', err);
+        this.warn('ignoring malformed control message (not JSON)', err);
         return;
       }
-      for (const h of this.controlHandlers) h(msg);
+      if (!isControlMessage(msg)) {
+        this.warn(`ignoring malformed control message: ${message.slice(0, 200)}`);
+        return;
+      }
+      for (const h of this.controlHandlers) {
+        try {
+          h(msg);
+        } catch (err) {
+          this.warn(`control message handler failed on ${msg.type}`, err);
+        }
+      }
       return;
     }
     if (!channel.startsWith(this.channelPrefix + '{') || !channel.endsWith('}')) return;
@@ -370,9 +438,12 @@ export class RedisBroker implements Broker {
   private recoverAllTopics(): void {
     const pending: [string, TopicState, StreamPosition][] = [];
     for (const [topic, st] of this.topics) {
-      if (!st.last || st.buffer) continue;
+      // A topic that delivered nothing live yet on this node recovers from
+      // where the stream was when the node subscribed.
+      const since = st.last ?? st.base;
+      if (!since || st.buffer) continue;
       st.buffer = [];
-      pending.push([topic, st, st.last]);
+      pending.push([topic, st, since]);
     }
     if (pending.length === 0) return;
     const release = (st: TopicState) => {
@@ -414,17 +485,51 @@ export class RedisBroker implements Broker {
     for (const ch of channels) await this.sub.ssubscribe(ch);
   }
 
+  /**
+   * Subscribes the topic's channel on this node. While the subscriber
+   * connection is not connected it fails at once, and it never waits longer
+   * than the command timeout: ioredis would otherwise hold the SUBSCRIBE in its
+   * offline queue until Redis is back, and the client's subscribe (or the
+   * request whose answer asked for it) would hang.
+   */
+  private async openTopic(topic: string, st: TopicState): Promise<void> {
+    // Fail fast in an outage (the connection was up before and is not now);
+    // at start-up the SUBSCRIBE may wait for the first connection, bounded below.
+    if (!this.sharded && (!this.up || (this.subReadyOnce && this.sub.status !== 'ready'))) {
+      throw new BrokerUnavailableError(`Redis subscribe failed: Redis is unreachable (subscriber connection ${this.sub.status})`);
+    }
+    // The stream's position first, then the channel: gap recovery of a topic
+    // that is still quiet when the connection drops starts from here.
+    const pos = await this.history(topic, undefined, 1);
+    st.base = pos.position;
+    const ch = this.channel(topic);
+    const subscribing = this.subscribeChannels([ch]);
+    try {
+      await withTimeout(subscribing, this.opts.commandTimeoutMs, `SUBSCRIBE not answered within ${this.opts.commandTimeoutMs} ms`);
+    } catch (err) {
+      // A SUBSCRIBE still queued in ioredis runs when Redis is back: undo it
+      // then, unless the topic was subscribed again meanwhile.
+      subscribing.then(
+        () => {
+          if (!this.topics.has(topic) && !this.closed) void this.unsubscribeChannel(ch);
+        },
+        () => {},
+      );
+      throw err;
+    }
+  }
+
   async subscribe(topic: string, handler: PublicationHandler): Promise<void> {
     let st = this.topics.get(topic);
     if (!st) {
       st = { handlers: new Set(), subscribed: Promise.resolve(), buffer: null };
       this.topics.set(topic, st);
       const s = st;
-      st.subscribed = this.subscribeChannels([this.channel(topic)]).then(
+      st.subscribed = this.openTopic(topic, s).then(
         () => undefined,
         (err: Error) => {
-          if (this.topics.get(topic) === s && s.handlers.size === 0) this.topics.delete(topic);
-          throw new BrokerUnavailableError(`Redis subscribe failed: ${err.message}`);
+          if (this.topics.get(topic) === s) this.topics.delete(topic);
+          throw err instanceof BrokerUnavailableError ? err : new BrokerUnavailableError(`Redis subscribe failed: ${err.message}`);
         },
       );
     }
@@ -444,8 +549,18 @@ export class RedisBroker implements Broker {
     st.handlers.delete(handler);
     if (st.handlers.size > 0) return;
     this.topics.delete(topic);
-    const ch = this.channel(topic);
-    await (this.sharded ? this.sub.sunsubscribe(ch) : this.sub.unsubscribe(ch)).catch(() => {});
+    await this.unsubscribeChannel(this.channel(topic));
+  }
+
+  /**
+   * Unsubscribes a channel without ever hanging the caller: while Redis is
+   * away the UNSUBSCRIBE waits in ioredis's queue (and runs on reconnect, in
+   * order with any later SUBSCRIBE); the caller goes on after the command timeout.
+   */
+  private async unsubscribeChannel(ch: string): Promise<void> {
+    const p = (this.sharded ? this.sub.sunsubscribe(ch) : this.sub.unsubscribe(ch)).catch(() => {});
+    if (!this.sharded && this.sub.status !== 'ready') return; // queued for the reconnect: do not wait for it
+    await withTimeout(p, this.opts.commandTimeoutMs, 'UNSUBSCRIBE not answered').catch(() => {});
   }
 
   /** Number of topics this node holds a Redis subscription for (metrics, tests). */
@@ -454,7 +569,7 @@ export class RedisBroker implements Broker {
   }
 
   async publishControl(msg: ControlMessage): Promise<void> {
-    await this.cmd.publish(this.controlChannel, JSON.stringify(msg));
+    await this.unavailableOnError('control publish', () => this.cmd.publish(this.controlChannel, JSON.stringify(msg)));
   }
   onControl(handler: ControlHandler): void {
     this.controlHandlers.push(handler);
@@ -462,41 +577,43 @@ export class RedisBroker implements Broker {
 
   async putService(def: ServiceDefinition): Promise<ServiceDefinition> {
     const stored = { ...def, updatedAt: new Date().toISOString() };
-    await this.cmd.hset(`${this.opts.prefix}services`, def.name, JSON.stringify(stored));
+    await this.unavailableOnError('service write', () => this.cmd.hset(`${this.opts.prefix}services`, def.name, JSON.stringify(stored)));
     return stored;
   }
   async getService(name: string): Promise<ServiceDefinition | undefined> {
-    const raw = await this.cmd.hget(`${this.opts.prefix}services`, name);
+    const raw = await this.unavailableOnError('service read', () => this.cmd.hget(`${this.opts.prefix}services`, name));
     return raw ? (JSON.parse(raw) as ServiceDefinition) : undefined;
   }
   async listServices(): Promise<ServiceDefinition[]> {
-    const all = await this.cmd.hgetall(`${this.opts.prefix}services`);
+    const all = await this.unavailableOnError('service list', () => this.cmd.hgetall(`${this.opts.prefix}services`));
     return Object.values(all)
       .map((r) => JSON.parse(r) as ServiceDefinition)
       .sort((a, b) => a.name.localeCompare(b.name));
   }
   async deleteService(name: string): Promise<boolean> {
-    return (await this.cmd.hdel(`${this.opts.prefix}services`, name)) > 0;
+    return (await this.unavailableOnError('service delete', () => this.cmd.hdel(`${this.opts.prefix}services`, name))) > 0;
   }
 
   async announceNode(info: NodeInfo, ttlMs: number): Promise<void> {
     const now = Date.now();
-    await (this.cmd as unknown as { bifrostAnnounce: (...a: (string | number)[]) => Promise<number> }).bifrostAnnounce(
-      `${this.opts.prefix}nodes`,
-      `${this.opts.prefix}nodeinfo`,
-      info.id,
-      now + ttlMs,
-      JSON.stringify(info),
-      now,
+    await this.unavailableOnError('node heartbeat', () =>
+      (this.cmd as unknown as { bifrostAnnounce: (...a: (string | number)[]) => Promise<number> }).bifrostAnnounce(
+        `${this.opts.prefix}nodes`,
+        `${this.opts.prefix}nodeinfo`,
+        info.id,
+        now + ttlMs,
+        JSON.stringify(info),
+        now,
+      ),
     );
   }
   async removeNode(id: string): Promise<void> {
-    await this.cmd.multi().zrem(`${this.opts.prefix}nodes`, id).hdel(`${this.opts.prefix}nodeinfo`, id).exec();
+    await this.unavailableOnError('node removal', () => this.cmd.multi().zrem(`${this.opts.prefix}nodes`, id).hdel(`${this.opts.prefix}nodeinfo`, id).exec());
   }
   async listNodes(): Promise<NodeInfo[]> {
-    const ids = await this.cmd.zrangebyscore(`${this.opts.prefix}nodes`, Date.now(), '+inf');
+    const ids = await this.unavailableOnError('node list', () => this.cmd.zrangebyscore(`${this.opts.prefix}nodes`, Date.now(), '+inf'));
     if (ids.length === 0) return [];
-    const raws = await this.cmd.hmget(`${this.opts.prefix}nodeinfo`, ...ids);
+    const raws = await this.unavailableOnError('node list', () => this.cmd.hmget(`${this.opts.prefix}nodeinfo`, ...ids));
     return raws.filter((r): r is string => !!r).map((r) => JSON.parse(r) as NodeInfo);
   }
 

@@ -15,6 +15,8 @@ const STATUS: Record<ErrorCode, number> = {
 
 export class GatewayError extends Error {
   readonly status: number;
+  /** The routed service, when the error happened after routing (for metric labels; never client input). */
+  service?: string;
   constructor(
     readonly code: ErrorCode,
     message: string,

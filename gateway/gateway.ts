@@ -36,6 +36,19 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
+/** A URL fit for logs and error messages: its password (and user name) replaced by `***`. */
+export function redactUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (!u.password && !u.username) return raw;
+    if (u.username) u.username = '***';
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return raw.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}
+
 function describeListen(host: string, port: number): string {
   return `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`;
 }
@@ -62,13 +75,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     await broker.ready();
   } catch (err) {
     if (ownBroker) await broker.close().catch(() => {});
-    throw new Error(`cannot reach the broker (${opts.redisUrl || (opts.redisClusterNodes?.length ? 'cluster' : 'sentinels')}): ${(err as Error).message}`);
+    throw new Error(`cannot reach the broker (${opts.redisUrl ? redactUrl(opts.redisUrl) : opts.redisClusterNodes?.length ? 'cluster' : 'sentinels'}): ${(err as Error).message}`);
   }
 
   const metrics = new GatewayMetrics(opts.nodeId, true);
   const registry = new ConnectionRegistry();
   let draining = false;
   let brokerUp = true;
+  let lastDeliveryFailureLog = 0;
   const load = new LoadFactor(opts.load, opts.loadInflate, {
     connections: () => registry.size,
     outboundBuffered: () => registry.bufferedBytes(),
@@ -76,7 +90,14 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const ctx: GatewayContext = {
     opts,
     broker,
-    fanout: new TopicFanout(broker),
+    fanout: new TopicFanout(broker, (err, pub) => {
+      metrics.deliveryFailures.inc();
+      // At most one log line per second: a failure that hits every socket would otherwise flood the log.
+      const now = Date.now();
+      if (now - lastDeliveryFailureLog < 1000) return;
+      lastDeliveryFailureLog = now;
+      log.error({ err, topic: pub.topic, event: pub.event, offset: pub.offset }, 'a socket failed to take an event (the others still got it)');
+    }),
     router: new ServiceRouter(broker, { timeoutMs: opts.upstreamTimeoutMs, maxResponseBytes: opts.maxUpstreamResponseBytes, nodeId: opts.nodeId }),
     registry,
     metrics,
@@ -118,15 +139,19 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     refuseUpgrade(socket, 404, 'notFound', 'WebSocket endpoints: /ws (native) and /socket.io/ (legacy)');
   });
 
-  await app.listen({ port: opts.port, host: opts.host });
-  const port = (app.server.address() as AddressInfo).port;
-  const privateApp = await buildPrivateApi(ctx);
+  let privateApp: FastifyInstance | undefined;
   try {
+    await app.listen({ port: opts.port, host: opts.host });
+    privateApp = await buildPrivateApi(ctx);
     await privateApp.listen({ port: opts.privatePort, host: opts.privateHost });
   } catch (err) {
-    await app.close();
+    // A node that failed to start leaves nothing behind: no listener, no Redis connection.
+    await legacy.close().catch(() => {});
+    await Promise.allSettled([app.close(), privateApp?.close()]);
+    if (ownBroker) await broker.close().catch(() => {});
     throw err;
   }
+  const port = (app.server.address() as AddressInfo).port;
   const privatePort = (privateApp.server.address() as AddressInfo).port;
   const publicUrl = opts.publicUrl ?? describeListen(opts.host, port);
   const privateUrl = describeListen(opts.privateHost, privatePort);

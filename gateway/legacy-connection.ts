@@ -30,6 +30,14 @@ export interface JWR {
 const MAX_QUEUED_PACKETS = 10_000;
 const METHODS = new Set(['get', 'post', 'put', 'patch', 'delete']);
 
+/**
+ * Event names socket.io keeps for itself: `socket.emit` throws on them. The
+ * private API refuses to publish them (POST /v1/publish answers 400); events
+ * with these names that reach a legacy socket anyway (kept from before) are
+ * skipped, never emitted.
+ */
+export const LEGACY_RESERVED_EVENTS: ReadonlySet<string> = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener']);
+
 function jwrError(statusCode: number, name: string, message: string): JWR {
   return { statusCode, headers: { 'content-type': 'application/json; charset=utf-8' }, body: { error: { name, message } } };
 }
@@ -85,9 +93,15 @@ export class LegacyConnection implements ClientConnection {
       }
       for (const [k, v] of Object.entries(req.headers as Record<string, unknown>)) if (typeof v === 'string') headers[k.toLowerCase()] = v;
     }
-    const method = (typeof req.method === 'string' ? req.method : event).toUpperCase();
-    ctx.metrics.framesReceived.inc({ protocol: 'legacy', op: method.toLowerCase() });
-    this.forward(method, req.url, headers, req.data).then(ack, (err: unknown) => {
+    // The method becomes a metric label: only the five Sails verbs, like the native protocol.
+    const op = typeof req.method === 'string' ? req.method.toLowerCase() : req.method === undefined || req.method === null ? event : undefined;
+    if (op === undefined || !METHODS.has(op)) {
+      ctx.metrics.framesRejected.inc({ protocol: 'legacy', reason: 'bad-request' });
+      ack(jwrError(400, 'badRequest', 'method must be one of get, post, put, patch, delete'));
+      return;
+    }
+    ctx.metrics.framesReceived.inc({ protocol: 'legacy', op });
+    this.forward(op.toUpperCase(), req.url, headers, req.data).then(ack, (err: unknown) => {
       const e = err instanceof GatewayError ? err : new GatewayError('serverError', (err as Error).message);
       ack(jwrError(e.status, e.code, e.message));
     });
@@ -133,6 +147,7 @@ export class LegacyConnection implements ClientConnection {
         this.disconnect('policy');
         return;
       }
+      if (LEGACY_RESERVED_EVENTS.has(ev.pub.event)) return;
       this.socket.emit(ev.pub.event, ev.data());
       this.ctx.metrics.eventsDelivered.inc({ protocol: 'legacy' });
     });

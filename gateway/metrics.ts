@@ -19,6 +19,7 @@ export class GatewayMetrics {
   readonly requestDuration: Histogram<'protocol' | 'service'>;
   readonly recoveries: Counter<'outcome'>;
   readonly slowConsumers: Counter<'protocol'>;
+  readonly deliveryFailures: Counter<string>;
   readonly loadFactor: Gauge<string>;
   readonly loadDimension: Gauge<'dimension'>;
   readonly brokerUp: Gauge<string>;
@@ -46,6 +47,7 @@ export class GatewayMetrics {
     });
     this.recoveries = new Counter({ name: 'bifrost_recoveries_total', help: 'Subscribes with a position, by outcome', labelNames: ['outcome'], registers: r });
     this.slowConsumers = new Counter({ name: 'bifrost_slow_consumers_total', help: 'Clients closed because they did not read fast enough', labelNames: ['protocol'], registers: r });
+    this.deliveryFailures = new Counter({ name: 'bifrost_delivery_failures_total', help: 'Events a local socket failed to take (the other sockets still got them)', registers: r });
     this.loadFactor = new Gauge({ name: 'bifrost_load_factor', help: 'Max of the load dimensions (1.0 = at target)', registers: r });
     this.loadDimension = new Gauge({ name: 'bifrost_load_dimension_ratio', help: 'Each load dimension against its target', labelNames: ['dimension'], registers: r });
     this.brokerUp = new Gauge({ name: 'bifrost_broker_up', help: '1 when the broker is reachable', registers: r });

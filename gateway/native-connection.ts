@@ -13,6 +13,7 @@ import {
   CLOSE_SLOW_CONSUMER,
   errorFrame,
   parseClientFrame,
+  peekFrameId,
   type ClientFrame,
   type FrameId,
 } from './native-protocol.ts';
@@ -269,12 +270,12 @@ export class NativeConnection implements ClientConnection, Expiring {
     if (this.closed) return;
     if (!(this.bucket ??= new TokenBucket(this.ctx.opts.opRatePerSec, this.ctx.opts.opBurst)).take()) {
       this.ctx.metrics.framesRejected.inc({ protocol: 'native', reason: 'throttle' });
-      this.send(errorFrame(undefined, 'throttleError', `more than ${this.ctx.opts.opRatePerSec} operations per second (burst ${this.ctx.opts.opBurst})`));
+      this.send(errorFrame(peekFrameId(data), 'throttleError', `more than ${this.ctx.opts.opRatePerSec} operations per second (burst ${this.ctx.opts.opBurst})`));
       return;
     }
     if (isBinary) {
       this.ctx.metrics.framesRejected.inc({ protocol: 'native', reason: 'binary' });
-      this.send(errorFrame(undefined, 'badRequest', 'binary frames are not supported: send JSON text frames'));
+      this.send(errorFrame(peekFrameId(data), 'badRequest', 'binary frames are not supported: send JSON text frames'));
       return;
     }
     let frame: ClientFrame;

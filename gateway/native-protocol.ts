@@ -35,6 +35,22 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** An `id` written as the frame's first member: a number, or a string of at most 64 characters without escapes. */
+const LEADING_ID = /^\s*\{\s*"id"\s*:\s*(?:(-?\d{1,16}(?:\.\d{1,16})?)|"([^"\\]{0,64})")\s*[,}]/;
+
+/**
+ * The id of a frame that is refused before it is parsed (throttled, binary),
+ * read without parsing it: only when `id` is the frame's first member (as
+ * every example in docs/protocol.md writes it), from the first 128 bytes.
+ * Otherwise undefined, and the error goes out without an id.
+ */
+export function peekFrameId(data: unknown): FrameId | undefined {
+  if (!Buffer.isBuffer(data)) return undefined;
+  const m = LEADING_ID.exec(data.toString('utf8', 0, Math.min(data.length, 128)));
+  if (!m) return undefined;
+  return m[2] !== undefined ? m[2] : Number(m[1]);
+}
+
 /** Parses one text frame; throws GatewayError('badRequest') with the reason. Carries the id when one could be read. */
 export function parseClientFrame(text: string): ClientFrame {
   let raw: unknown;

@@ -136,8 +136,30 @@ export class ServiceRouter {
   }
 
   /** Calls the upstream; GatewayError('serverError') on timeout, refusal or an oversized answer. */
+  /**
+   * Routes and calls the upstream. A GatewayError carries `service` when the
+   * service is a registered one (it becomes a metric label; a name the client
+   * made up must not).
+   */
   async forward(req: ProxyRequest): Promise<ProxyResponse> {
-    const { def, path, search } = await this.resolve(req.service, req.path);
+    let def: ServiceDefinition;
+    let path: string;
+    let search: string;
+    try {
+      ({ def, path, search } = await this.resolve(req.service, req.path));
+    } catch (err) {
+      if (err instanceof GatewayError && req.service !== undefined && this.cache?.services.some((s) => s.name === req.service)) err.service = req.service;
+      throw err;
+    }
+    try {
+      return await this.call(def, path, search, req);
+    } catch (err) {
+      if (err instanceof GatewayError) err.service = def.name;
+      throw err;
+    }
+  }
+
+  private async call(def: ServiceDefinition, path: string, search: string, req: ProxyRequest): Promise<ProxyResponse> {
     const url = new URL(def.upstream.replace(/\/$/, '') + path + search);
     if (req.query) for (const [k, v] of Object.entries(req.query)) url.searchParams.set(k, String(v));
     const headers: Record<string, string> = {};

@@ -46,37 +46,56 @@ interface TopicEntry {
   ready: Promise<void>;
 }
 
+/** Called when a sink throws while taking an event; the other sinks still get it. */
+export type SinkFailureHandler = (err: unknown, pub: Publication) => void;
+
 export class TopicFanout {
   private readonly topics = new Map<string, TopicEntry>();
 
-  constructor(private readonly broker: Broker) {}
+  constructor(
+    private readonly broker: Broker,
+    private readonly onSinkFailure: SinkFailureHandler = () => {},
+  ) {}
 
-  /** Adds a sink; resolves once the broker delivers the topic's live events to this node. */
-  async add(topic: string, sink: TopicSink): Promise<void> {
-    for (;;) {
-      let entry = this.topics.get(topic);
-      if (!entry) {
-        const sinks = new Set<TopicSink>();
-        const handler: PublicationHandler = (pub) => {
-          const ev = new EventForms(pub);
-          for (const s of sinks) s.deliver(ev);
-        };
-        entry = { sinks, handler, ready: this.broker.subscribe(topic, handler) };
-        this.topics.set(topic, entry);
-        entry.ready.catch(() => {
-          if (this.topics.get(topic) === entry) this.topics.delete(topic);
-        });
-      }
-      entry.sinks.add(sink);
-      try {
-        await entry.ready;
-      } catch (err) {
-        entry.sinks.delete(sink);
-        throw err;
-      }
-      // The last sink may have left (and the entry been dropped) while we waited.
-      if (this.topics.get(topic) === entry && entry.sinks.has(sink)) return;
+  /**
+   * Adds a sink; resolves once the broker delivers the topic's live events to
+   * this node. Resolves false when the sink was removed while the broker
+   * subscription was being made (an unsubscribe overtook the subscribe): the
+   * sink is then not added back.
+   */
+  async add(topic: string, sink: TopicSink): Promise<boolean> {
+    let entry = this.topics.get(topic);
+    if (!entry) {
+      const sinks = new Set<TopicSink>();
+      const onFailure = this.onSinkFailure;
+      const handler: PublicationHandler = (pub) => {
+        const ev = new EventForms(pub);
+        // One sink failing (a socket that cannot take the event) must never
+        // keep the event from the sinks after it.
+        for (const s of sinks) {
+          try {
+            s.deliver(ev);
+          } catch (err) {
+            onFailure(err, pub);
+          }
+        }
+      };
+      entry = { sinks, handler, ready: this.broker.subscribe(topic, handler) };
+      this.topics.set(topic, entry);
+      const created = entry;
+      entry.ready.catch(() => {
+        if (this.topics.get(topic) === created) this.topics.delete(topic);
+      });
     }
+    entry.sinks.add(sink);
+    try {
+      await entry.ready;
+    } catch (err) {
+      entry.sinks.delete(sink);
+      throw err;
+    }
+    // remove() took the sink out while we waited: it stays out.
+    return this.topics.get(topic) === entry && entry.sinks.has(sink);
   }
 
   async remove(topic: string, sink: TopicSink): Promise<void> {
@@ -84,7 +103,11 @@ export class TopicFanout {
     if (!entry || !entry.sinks.delete(sink)) return;
     if (entry.sinks.size > 0) return;
     this.topics.delete(topic);
-    await this.broker.unsubscribe(topic, entry.handler).catch(() => {});
+    // After a pending subscribe settles, so the broker never keeps a handler it took after the unsubscribe.
+    await entry.ready.then(
+      () => this.broker.unsubscribe(topic, entry.handler).catch(() => {}),
+      () => {},
+    );
   }
 
   topicCount(): number {

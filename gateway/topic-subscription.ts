@@ -53,7 +53,7 @@ export class TopicSubscription implements TopicSink {
     historyLimit: number,
     beforeReplay: (r: { recovered: boolean; position: StreamPosition }) => void,
   ): Promise<void> {
-    await fanout.add(this.topic, this);
+    const joined = await fanout.add(this.topic, this);
     let history;
     try {
       history = await broker.history(this.topic, since, since ? historyLimit : 1);
@@ -63,6 +63,11 @@ export class TopicSubscription implements TopicSink {
     }
     const recovered = since !== undefined && history.recoverable;
     beforeReplay({ recovered, position: history.position });
+    if (!joined) {
+      // Unsubscribed while the subscribe was under way: nothing is replayed.
+      this.held = null;
+      return;
+    }
     if (recovered) {
       this.last = since;
       for (const p of history.publications) this.emitOnce(new EventForms(p));

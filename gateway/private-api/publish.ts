@@ -2,6 +2,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { GatewayContext } from '../context.ts';
 import { errorSchema } from './errors.ts';
+import { GatewayError } from '../errors.ts';
+import { LEGACY_RESERVED_EVENTS } from '../legacy-connection.ts';
 import { TOPIC_PATTERN } from '../native-protocol.ts';
 
 const TOPIC = { type: 'string', pattern: TOPIC_PATTERN } as const;
@@ -28,6 +30,9 @@ export const publishPlugin: FastifyPluginAsync<{ ctx: GatewayContext }> = async 
     },
     async (req) => {
       const { topic, event, data, idempotencyKey } = req.body;
+      if (LEGACY_RESERVED_EVENTS.has(event)) {
+        throw new GatewayError('badRequest', `event name "${event}" is reserved by socket.io and cannot reach legacy clients; reserved: ${[...LEGACY_RESERVED_EVENTS].join(', ')}`);
+      }
       try {
         const pos = await ctx.broker.publish({ topic, event, dataJson: JSON.stringify(data ?? null), idempotencyKey });
         ctx.metrics.publishes.inc({ outcome: 'ok' });

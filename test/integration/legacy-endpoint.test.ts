@@ -68,6 +68,43 @@ describe('legacy endpoint', () => {
     expect(got).toEqual([{ verb: 'updated', id: 'c1', data: { name: 'n' } }]);
   });
 
+  it('refuses to publish event names socket.io reserves, and keeps delivering to every legacy socket', async () => {
+    const t = await token('lg-reserved', 't');
+    const a = await connect();
+    const b = await connect();
+    const got: [string, unknown][] = [];
+    for (const [name, s] of [['a', a], ['b', b]] as const) {
+      s.on('collection', (d) => got.push([name, d]));
+      expect(await request(s, 'get', { url: '/collection/c1', headers: { 'x-access-token': t } })).toMatchObject({ statusCode: 200 });
+    }
+    for (const event of ['disconnect', 'connect', 'connect_error', 'disconnecting', 'newListener', 'removeListener']) {
+      const res = await privateCall(gw.privateUrl, 'POST', '/v1/publish', { topic: 'collection:c1', event, data: { x: 1 } });
+      expect(res.status, event).toBe(400);
+      expect(res.body.error.code).toBe('badRequest');
+      expect(res.body.error.message).toContain('reserved');
+      expect(res.body.error.message).toContain('connect_error');
+    }
+    const res = await privateCall(gw.privateUrl, 'POST', '/v1/publish', { topic: 'collection:c1', event: 'collection', data: { n: 'after' } });
+    expect(res.status).toBe(200);
+    await expect.poll(() => got.length, { timeout: 3000 }).toBe(2);
+    expect(got.map(([name]) => name).sort()).toEqual(['a', 'b']);
+    expect(a.connected && b.connected).toBe(true);
+  });
+
+  it('refuses a virtual request whose method is not one of the five verbs, and never makes it a metric label', async () => {
+    const s = await connect();
+    const t = await token('lg-method', 't');
+    const bogus = `bogus${Math.random().toString(36).slice(2)}`;
+    expect(await request(s, 'get', { method: bogus, url: '/x', headers: { 'x-access-token': t } })).toMatchObject({ statusCode: 400, body: { error: { name: 'badRequest' } } });
+    expect(await request(s, 'post', { method: 42, url: '/x', headers: { 'x-access-token': t } })).toMatchObject({ statusCode: 400 });
+    expect(await request(s, 'get', { method: 'PATCH', url: '/x', headers: { 'x-access-token': t } })).toMatchObject({ statusCode: 200 });
+    expect(up.requests.at(-1)).toMatchObject({ method: 'PATCH', url: '/x' });
+    const metrics = await (await fetch(gw.publicUrl + '/metrics')).text();
+    expect(metrics).not.toContain(bogus);
+    expect(metrics).toMatch(/bifrost_frames_received_total\{[^}]*protocol="legacy"[^}]*op="patch"/);
+    expect(s.connected).toBe(true);
+  });
+
   it('refuses an oversized message and a flood without harming another client', async () => {
     const t = await token('flood', 't');
     const good = await connect();

@@ -156,6 +156,21 @@ describe('bad input', () => {
     await bystanderStillServed();
   });
 
+  it('answers a throttled or binary frame with the id it was sent with (when id is its first member)', async () => {
+    const c = await NativeClient.connect(gw.publicUrl, await token('fast-ids', 't'));
+    for (let i = 0; i < 60; i++) c.sendRaw(JSON.stringify({ id: `p${i}`, op: 'ping' }));
+    const throttled = await c.waitFor((f) => f.op === 'error' && f.code === 'throttleError');
+    expect(throttled.id).toMatch(/^p\d+$/);
+    // Every frame sent got exactly one answer carrying its id.
+    await c.waitFor((f) => f.id === 'p59');
+    expect(new Set(c.frames.map((f) => f.id)).size).toBe(60);
+    expect(c.frames.every((f) => f.id !== undefined)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1000));
+    c.sendRaw(Buffer.from('{"id":41,"op":"ping"}'), true);
+    expect(await c.waitFor((f) => f.id === 41)).toMatchObject({ op: 'error', code: 'badRequest' });
+    c.close();
+  });
+
   it('closes a consumer that stops reading with 4008 and keeps serving the others', async () => {
     const c = await NativeClient.connect(gw.publicUrl, await token('slow', 't'));
     await c.call({ op: 'subscribe', topic: 'user:slow' });
@@ -172,6 +187,25 @@ describe('bad input', () => {
     socket.resume();
     expect(await closed).toBe(4008);
     await bystanderStillServed();
+  });
+});
+
+describe('metric labels', () => {
+  it('labels a request to an unknown service `unrouted`, never with the client-chosen name', async () => {
+    const c = await NativeClient.connect(gw.publicUrl, await token('labels', 't'));
+    const bogus = `no-such-service-${Math.random().toString(36).slice(2)}`;
+    expect(await c.call({ op: 'request', service: bogus, method: 'GET', path: '/x' })).toMatchObject({ op: 'error', code: 'invalidServiceError' });
+    const text = await (await fetch(gw.publicUrl + '/metrics')).text();
+    expect(text).not.toContain(bogus);
+    expect(text).toMatch(/bifrost_requests_total\{[^}]*protocol="native"[^}]*service="unrouted"[^}]*status="invalidServiceError"[^}]*\} [1-9]/);
+    // A registered service keeps its name on errors, before routing (a path outside its prefixes) or after (upstream down).
+    expect((await privateCall(gw.privateUrl, 'PUT', '/v1/services/labelled', { upstream: 'http://127.0.0.1:1', prefixes: ['/in'] })).status).toBe(200);
+    expect(await c.call({ op: 'request', service: 'labelled', method: 'GET', path: '/out' })).toMatchObject({ code: 'invalidPathError' });
+    expect(await c.call({ op: 'request', service: 'labelled', method: 'GET', path: '/in/x' })).toMatchObject({ code: 'serverError' });
+    const after = await (await fetch(gw.publicUrl + '/metrics')).text();
+    expect(after).toMatch(/bifrost_requests_total\{[^}]*service="labelled"[^}]*status="invalidPathError"[^}]*\} 1/);
+    expect(after).toMatch(/bifrost_requests_total\{[^}]*service="labelled"[^}]*status="serverError"[^}]*\} 1/);
+    c.close();
   });
 });
 

@@ -10,6 +10,8 @@ import { NativeClient } from '../support/native-client.ts';
 import { privateCall, startTestGateway, token } from '../support/gateway.ts';
 import { startRedisServer, type RedisProcess } from '../support/redis-server.ts';
 import { Redis } from 'ioredis';
+import { RedisBroker } from '../../gateway/broker-redis.ts';
+import { json, startUpstream } from '../support/upstream.ts';
 
 let redis: RedisProcess | undefined;
 let gw: RunningGateway | undefined;
@@ -66,6 +68,96 @@ describe('subscriber connection lost', () => {
       admin.disconnect();
       await node.close();
       await own.stop();
+    }
+  }, 60_000);
+});
+
+describe('gap recovery of a quiet topic', () => {
+  it('delivers, once, an event published during a pub/sub blip on a topic that had delivered nothing live on this node', async () => {
+    const own = await startRedisServer();
+    const node = new RedisBroker({ url: own.url, prefix: 'quiet:' });
+    const publisher = new RedisBroker({ url: own.url, prefix: 'quiet:' });
+    const admin = new Redis(own.url);
+    try {
+      await node.ready();
+      await publisher.ready();
+      const got: string[] = [];
+      await node.subscribe('room:quiet', (p) => got.push(p.dataJson));
+      // Cut every pub/sub connection; publish before the node re-subscribes (its first retry waits 100 ms).
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      await publisher.publish({ topic: 'room:quiet', event: 'e', dataJson: '"during"' });
+      await expect.poll(() => got.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+      await publisher.publish({ topic: 'room:quiet', event: 'e', dataJson: '"after"' });
+      await expect.poll(() => got.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(got).toEqual(['"during"', '"after"']);
+    } finally {
+      admin.disconnect();
+      await node.close();
+      await publisher.close();
+      await own.stop();
+    }
+  }, 60_000);
+});
+
+describe('Redis down: nothing waits for it', () => {
+  it('answers subscribe, unsubscribe and requests asking for a subscription at once', async () => {
+    let own: RedisProcess | undefined = await startRedisServer();
+    const up = await startUpstream((req, res) => json(res, 200, { ok: true }, req.url.startsWith('/join') ? { 'x-bifrost-subscribe': 'collection:down' } : {}));
+    const node = await startTestGateway({ redisUrl: own.url, redisPrefix: 'down:' });
+    try {
+      expect((await privateCall(node.privateUrl, 'PUT', '/v1/services/sync', { upstream: up.url, prefixes: ['/'] })).status).toBe(200);
+      const c = await NativeClient.connect(node.publicUrl, await token('d1', 'td'));
+      expect(await c.call({ op: 'subscribe', topic: 'team:td' })).toMatchObject({ op: 'ok' });
+      // Warm the routing cache (1 s), so the request below reaches its service while Redis is gone.
+      expect(await c.call({ op: 'request', service: 'sync', method: 'GET', path: '/warm' })).toMatchObject({ status: 200 });
+
+      await own.stop();
+      own = undefined;
+      const started = Date.now();
+      const joined = await c.call({ op: 'request', service: 'sync', method: 'GET', path: '/join' }, 4000);
+      expect(joined).toMatchObject({ op: 'response', status: 200 });
+      const sub = await c.call({ op: 'subscribe', topic: 'user:d1' }, 4000);
+      expect(sub).toMatchObject({ op: 'error', code: 'serverError' });
+      expect(String(sub.message)).toContain('broker unavailable');
+      expect(await c.call({ op: 'unsubscribe', topic: 'team:td' }, 4000)).toMatchObject({ op: 'ok' });
+      expect(Date.now() - started).toBeLessThan(8000);
+      // Once the routing cache is stale, requests are refused at once as the broker being unavailable.
+      await new Promise((r) => setTimeout(r, 1100));
+      const late = await c.call({ op: 'request', service: 'sync', method: 'GET', path: '/late' }, 4000);
+      expect(late).toMatchObject({ op: 'error', code: 'serverError' });
+      expect(String(late.message)).toContain('broker unavailable');
+      c.close();
+    } finally {
+      await node.close();
+      await up.close();
+      await own?.stop();
+    }
+  }, 60_000);
+
+  it('answers the private API with 503 unavailable, not 500', async () => {
+    let own: RedisProcess | undefined = await startRedisServer();
+    const node = await startTestGateway({ redisUrl: own.url, redisPrefix: 'down-api:' });
+    try {
+      const upstream = 'http://127.0.0.1:1';
+      expect((await privateCall(node.privateUrl, 'PUT', '/v1/services/sync', { upstream, prefixes: ['/'] })).status).toBe(200);
+      await own.stop();
+      own = undefined;
+      for (const [method, path, body] of [
+        ['GET', '/v1/services', undefined],
+        ['GET', '/v1/services/sync2', undefined],
+        ['PUT', '/v1/services/sync2', { upstream, prefixes: ['/x'] }],
+        ['DELETE', '/v1/services/sync', undefined],
+        ['GET', '/v1/nodes', undefined],
+        ['POST', '/v1/connections/subscribe', { userId: 'd1', topics: ['user:d1'] }],
+      ] as const) {
+        const res = await privateCall(node.privateUrl, method, path, body);
+        expect(res.status, `${method} ${path}`).toBe(503);
+        expect(res.body.error.code).toBe('unavailable');
+      }
+    } finally {
+      await node.close();
+      await own?.stop();
     }
   }, 60_000);
 });

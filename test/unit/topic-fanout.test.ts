@@ -57,4 +57,69 @@ describe('TopicFanout', () => {
     expect(fanout.topicCount()).toBe(0);
     await broker.close();
   });
+
+  it('keeps delivering to the other sinks when one throws, and the publish still succeeds', async () => {
+    const broker = new MemoryBroker();
+    const failures: unknown[] = [];
+    const fanout = new TopicFanout(broker, (err) => failures.push(err));
+    const before = new RecordingSink();
+    const after = new RecordingSink();
+    await fanout.add('t', before);
+    await fanout.add('t', { deliver: () => { throw new Error('socket refused the event'); } });
+    await fanout.add('t', after);
+    // The memory broker calls the handler inside publish(): a throw there used to
+    // turn a stored event into a failed publish (and a retry into a duplicate).
+    const pos = await broker.publish({ topic: 't', event: 'e', dataJson: '1' });
+    expect(before.got.map((e) => e.pub.offset)).toEqual([pos.offset]);
+    expect(after.got.map((e) => e.pub.offset)).toEqual([pos.offset]);
+    expect(failures).toHaveLength(1);
+    expect((failures[0] as Error).message).toBe('socket refused the event');
+    await broker.close();
+  });
+
+  it('does not add a sink back when it was removed while the broker subscription was pending', async () => {
+    const broker = new MemoryBroker();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const subscribe = broker.subscribe.bind(broker);
+    let subscribes = 0;
+    broker.subscribe = async (topic, handler) => {
+      subscribes++;
+      await gate;
+      await subscribe(topic, handler);
+    };
+    const fanout = new TopicFanout(broker);
+    const sink = new RecordingSink();
+    const adding = fanout.add('t', sink);
+    const removing = fanout.remove('t', sink); // the unsubscribe overtakes the subscribe
+    release();
+    await removing;
+    expect(await adding).toBe(false);
+    expect(fanout.topicCount()).toBe(0);
+    expect(subscribes).toBe(1);
+    await broker.publish({ topic: 't', event: 'e', dataJson: '1' });
+    expect(sink.got).toEqual([]);
+
+    // A re-subscribe (remove + add) while the first add is pending: the sink is in the fan-out once.
+    const again = new RecordingSink();
+    let release2!: () => void;
+    const gate2 = new Promise<void>((r) => (release2 = r));
+    broker.subscribe = async (topic, handler) => {
+      await gate2;
+      await subscribe(topic, handler);
+    };
+    const first = fanout.add('u', again);
+    const removing2 = fanout.remove('u', again);
+    const second = fanout.add('u', again);
+    release2();
+    await removing2;
+    expect(await first).toBe(false);
+    expect(await second).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    await broker.publish({ topic: 'u', event: 'e', dataJson: '2' });
+    expect(again.got).toHaveLength(1);
+    // The first subscribe's broker handler was let go once it completed.
+    expect((broker as unknown as { handlers: Map<string, Set<unknown>> }).handlers.get('u')?.size).toBe(1);
+    await broker.close();
+  });
 });
