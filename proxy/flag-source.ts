@@ -215,7 +215,7 @@ export class FileFlagSource extends SdkFlagSource {
     if (this.debounce) clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.debounce = undefined;
-      void this.reload();
+      this.reload().catch((err: unknown) => this.refuse(err instanceof Error ? err : new Error(String(err))));
     }, this.opts.debounceMs ?? 25);
     this.debounce.unref();
   }
@@ -274,7 +274,13 @@ export class FileFlagSource extends SdkFlagSource {
       return;
     }
     this.lastText = text;
-    await this.apply(parsed);
+    try {
+      await this.apply(parsed);
+    } catch (err) {
+      // Validation should have caught it; whatever the SDK still refuses is refused the same way.
+      this.refuse(new Error(`the LaunchDarkly SDK refused the flags: ${(err as Error).message}`));
+      return;
+    }
     this.counters.reloads += 1;
     const flag = parsed.flags?.[FLAG_KEY];
     this.current = flag ? rolloutOfFlag(flag) : undefined;
@@ -290,6 +296,12 @@ export class FileFlagSource extends SdkFlagSource {
     this.opts.events?.onReloadError?.(err);
   }
 
+  /**
+   * Feeds a validated file into the SDK. First a dry run through a scratch
+   * TestData with no client attached (the SDK's own processing, no store
+   * touched): if the SDK throws on anything, nothing of the file is applied and
+   * the caller refuses it. `applied` records a flag only once the SDK took it.
+   */
   private async apply(parsed: FlagsFileJson): Promise<void> {
     const next = new Map<string, FlagJson>();
     for (const [key, flag] of Object.entries(parsed.flags ?? {})) next.set(key, { ...flag, key });
@@ -297,22 +309,27 @@ export class FileFlagSource extends SdkFlagSource {
       // FileDataSource's `flagValues` shorthand: a flag that always serves the value.
       next.set(key, { key, version: 1, on: true, fallthrough: { variation: 0 }, variations: [value] });
     }
-    const ops: Promise<unknown>[] = [];
+    const flags: { key: string; json: string; config: Record<string, unknown> }[] = [];
     for (const [key, flag] of next) {
       const json = JSON.stringify(flag);
       if (this.applied.get(key) === json) continue;
-      this.applied.set(key, json);
-      ops.push(this.td.usePreconfiguredFlag({ ...flag, version: typeof flag.version === 'number' ? flag.version : 1 }));
+      flags.push({ key, json, config: { ...flag, version: typeof flag.version === 'number' ? flag.version : 1 } });
+    }
+    const segments = Object.entries(parsed.segments ?? {}).map(([key, segment]) => ({ ...(segment as object), key }));
+    const dryRun = new TestData();
+    for (const f of flags) await dryRun.usePreconfiguredFlag(f.config);
+    for (const segment of segments) await dryRun.usePreconfiguredSegment(segment);
+
+    const ops: Promise<unknown>[] = [];
+    for (const f of flags) {
+      ops.push(this.td.usePreconfiguredFlag(f.config).then(() => this.applied.set(f.key, f.json)));
     }
     for (const key of [...this.applied.keys()]) {
       if (next.has(key)) continue;
-      this.applied.delete(key);
       // Removed from the file: delete it in the SDK's store (evaluates as FLAG_NOT_FOUND → "sync").
-      ops.push(this.td.usePreconfiguredFlag({ key, version: 1, deleted: true }));
+      ops.push(this.td.usePreconfiguredFlag({ key, version: 1, deleted: true }).then(() => this.applied.delete(key)));
     }
-    for (const [key, segment] of Object.entries(parsed.segments ?? {})) {
-      ops.push(this.td.usePreconfiguredSegment({ ...(segment as object), key }));
-    }
+    for (const segment of segments) ops.push(this.td.usePreconfiguredSegment(segment));
     await Promise.all(ops);
   }
 

@@ -165,7 +165,9 @@ export function buildFlag(rollout: Rollout, salt: string, version: number): Flag
 /**
  * Checks a parsed flags file the way FileDataSource would need it: an object,
  * `flags` an object of flag objects whose `key` matches their name, each with
- * `on`, `variations` and a `fallthrough` that is a variation or a rollout.
+ * `on`, `variations` and a `fallthrough` that is a variation or a rollout, and
+ * `rules`, `targets`, `contextTargets`, `prerequisites` (when present) arrays of
+ * objects; `segments` objects with rules of the same shape.
  * Returns the value typed; throws FlagsFileError with the path of the problem.
  */
 export function validateFlagsFile(value: unknown): FlagsFileJson {
@@ -187,6 +189,7 @@ export function validateFlagsFile(value: unknown): FlagsFileJson {
   if (file.segments !== undefined && (!file.segments || typeof file.segments !== 'object' || Array.isArray(file.segments))) {
     throw new FlagsFileError('"segments" must be an object of segment key → segment JSON');
   }
+  for (const [key, segment] of Object.entries(file.segments ?? {})) validateSegment(key, segment);
   return file;
 }
 
@@ -225,6 +228,53 @@ function validateFlag(key: string, flag: unknown): asserts flag is FlagJson {
   } else if (!isIndex(ft.variation)) {
     throw new FlagsFileError(`${where}.fallthrough needs a variation index or a rollout`);
   }
+  // The SDK walks these when a flag is stored (rules and their clauses and rollouts)
+  // or evaluated: anything but arrays of objects makes it throw.
+  for (const list of ['targets', 'contextTargets', 'prerequisites'] as const) checkObjectList(`${where}.${list}`, f[list]);
+  checkRules(`${where}.rules`, f.rules, 'flag');
+}
+
+/** `value`, when present (not undefined or null), must be an array of objects. */
+function checkObjectList(where: string, value: unknown): asserts value is Record<string, unknown>[] | undefined | null {
+  if (value === undefined || value === null) return;
+  if (!Array.isArray(value)) throw new FlagsFileError(`${where} must be an array`);
+  value.forEach((item, i) => {
+    if (!item || typeof item !== 'object' || Array.isArray(item)) throw new FlagsFileError(`${where}[${i}] must be an object`);
+  });
+}
+
+/** Flag or segment rules: an array of objects whose clauses are objects with a string attribute, and whose bucketBy is a string. */
+function checkRules(where: string, rules: unknown, kind: 'flag' | 'segment'): void {
+  checkObjectList(where, rules);
+  for (const [i, rule] of (rules ?? []).entries()) {
+    const clauses = rule.clauses;
+    checkObjectList(`${where}[${i}].clauses`, clauses);
+    for (const [j, clause] of (clauses ?? []).entries()) {
+      if (clause.attribute !== undefined && clause.attribute !== null && typeof clause.attribute !== 'string') {
+        throw new FlagsFileError(`${where}[${i}].clauses[${j}].attribute must be a string`);
+      }
+    }
+    if (kind === 'flag' && rule.rollout !== undefined && rule.rollout !== null) {
+      const r = rule.rollout as { bucketBy?: unknown; variations?: unknown };
+      if (typeof r !== 'object' || Array.isArray(r)) throw new FlagsFileError(`${where}[${i}].rollout must be an object`);
+      if (r.bucketBy !== undefined && r.bucketBy !== null && typeof r.bucketBy !== 'string') throw new FlagsFileError(`${where}[${i}].rollout.bucketBy must be a string`);
+      checkObjectList(`${where}[${i}].rollout.variations`, r.variations);
+    }
+    if (kind === 'segment' && rule.bucketBy !== undefined && rule.bucketBy !== null && typeof rule.bucketBy !== 'string') {
+      throw new FlagsFileError(`${where}[${i}].bucketBy must be a string`);
+    }
+  }
+}
+
+function validateSegment(key: string, segment: unknown): void {
+  const where = `segments["${key}"]`;
+  if (!segment || typeof segment !== 'object' || Array.isArray(segment)) throw new FlagsFileError(`${where} must be an object`);
+  const s = segment as Record<string, unknown>;
+  for (const list of ['included', 'excluded']) {
+    if (s[list] !== undefined && s[list] !== null && !Array.isArray(s[list])) throw new FlagsFileError(`${where}.${list} must be an array`);
+  }
+  for (const list of ['includedContexts', 'excludedContexts']) checkObjectList(`${where}.${list}`, s[list]);
+  checkRules(`${where}.rules`, s.rules, 'segment');
 }
 
 /** Parses and validates flags file text. Throws FlagsFileError on garbage. */

@@ -70,6 +70,17 @@ export function proxiedSyncserverUrl(publicUrl: string, token: string): string {
   return u.toString();
 }
 
+/**
+ * A user or team id as the flag and the route token need it: a non-empty string
+ * as is, a finite number (Godservers backed by SQL ids send `"id": 42`) as its
+ * decimal string, anything else undefined.
+ */
+export function idOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value || undefined;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return undefined;
+}
+
 export class GodserverIntercept {
   private readonly target: URL;
 
@@ -82,21 +93,43 @@ export class GodserverIntercept {
     const target = this.target;
     const path = (target.pathname.replace(/\/+$/, '') || '') + (req.url ?? GODSERVER_INIT_PATH);
     const client = target.protocol === 'https:' ? https : http;
-    const upstream = client.request(
-      { protocol: target.protocol, hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'), port: target.port, method: 'GET', path, headers: forwardHeaders(req, target), timeout: this.deps.opts.timeoutMs },
-      (up) => void this.onResponse(req, res, up),
-    );
-    upstream.on('timeout', () => upstream.destroy(new Error(`Godserver timed out after ${this.deps.opts.timeoutMs} ms`)));
-    upstream.on('error', (err) => {
-      metrics.godserverRequests.inc({ status: 'error', rewritten: 'false' });
+    let failed = false;
+    let answered = false;
+    /**
+     * The one way an init request ends badly, whatever the stage (connect, headers,
+     * body, rewrite): counted once, logged, a 502 while nothing has been sent,
+     * else the client's connection is cut (a half-sent answer must not look whole).
+     */
+    const fail = (err: Error): void => {
+      if (failed) return;
+      failed = true;
+      const clientLeft = res.destroyed && !res.writableFinished;
+      metrics.godserverRequests.inc({ status: clientLeft ? 'aborted' : 'error', rewritten: 'false' });
+      if (clientLeft) {
+        log.debug({ err: err.message }, 'client left during the Godserver init request');
+        return;
+      }
       log.warn({ err: err.message }, 'Godserver request failed');
       if (!res.headersSent) {
-        res.writeHead(502, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'badGateway', message: `Godserver unreachable: ${err.message}` } }));
+        res.writeHead(502, { 'content-type': 'application/json', connection: 'close' });
+        const what = answered ? 'Godserver answer broke off' : 'Godserver unreachable';
+        res.end(JSON.stringify({ error: { code: 'badGateway', message: `${what}: ${err.message}` } }));
       } else {
         res.destroy();
       }
-    });
+    };
+    const upstream = client.request(
+      { protocol: target.protocol, hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'), port: target.port, method: 'GET', path, headers: forwardHeaders(req, target), timeout: this.deps.opts.timeoutMs },
+      (up) => {
+        answered = true;
+        this.onResponse(req, res, up).catch((err: unknown) => {
+          upstream.destroy();
+          fail(err instanceof Error ? err : new Error(String(err)));
+        });
+      },
+    );
+    upstream.on('timeout', () => upstream.destroy(new Error(`Godserver timed out after ${this.deps.opts.timeoutMs} ms`)));
+    upstream.on('error', (err) => fail(err));
     req.on('error', () => upstream.destroy());
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();
@@ -112,14 +145,22 @@ export class GodserverIntercept {
     else up.pipe(res);
   }
 
+  /**
+   * Relays (non-200) or rewrites (200) the Godserver's answer. Rejects when the
+   * answer breaks off (reset, timeout after the headers, the client leaving):
+   * `handle` turns that into a 502 or a cut connection, never an unhandled rejection.
+   */
   private async onResponse(req: http.IncomingMessage, res: http.ServerResponse, up: http.IncomingMessage): Promise<void> {
     const { metrics, log } = this.deps;
-    up.on('error', () => res.destroy());
     if (up.statusCode !== 200) {
+      // Piped: an error on the way cuts the client's connection (its headers are already sent).
+      up.on('error', () => res.destroy());
       metrics.godserverRequests.inc({ status: String(up.statusCode), rewritten: 'false' });
       this.passThrough(res, up);
       return;
     }
+    // The loop below rejects on a stream error; this keeps a late one from being "unhandled".
+    up.on('error', () => undefined);
     const chunks: Buffer[] = [];
     let size = 0;
     let tooBig = false;
@@ -137,14 +178,14 @@ export class GodserverIntercept {
         body = undefined;
       }
     }
-    const userId = body?.user?.id;
-    if (!body || typeof body !== 'object' || typeof userId !== 'string' || !userId) {
+    const userId = idOf(body?.user?.id);
+    if (!body || typeof body !== 'object' || !userId) {
       metrics.godserverRequests.inc({ status: '200', rewritten: 'false' });
       log.warn('Godserver 200 without a recognisable {user: {id}} body: passed through untouched');
       this.passThrough(res, up, raw);
       return;
     }
-    const teamId = typeof body.user?.teamId === 'string' ? body.user.teamId : '';
+    const teamId = idOf(body.user?.teamId) ?? '';
     const decision = await this.deps.flags.decide(userId, teamId);
     metrics.decisions.inc({ route: decision.route, reason: decision.reason, source: 'godserver' });
     this.deps.decisions.record(decision.route, decision.reason);

@@ -53,8 +53,15 @@ export class ShimMetrics {
 
   readonly routeTokenRejections = new Counter({
     name: 'bifrost_shim_route_token_rejections_total',
-    help: 'Socket requests whose bf_route token was missing, malformed, expired or tampered (sent to Sync)',
+    help: 'Socket requests whose bf_route token was missing, malformed or tampered (sent to Sync)',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  /** Correctly signed but expired route tokens: routed by their claims, counted here. */
+  readonly routeTokenExpired = new Counter({
+    name: 'bifrost_shim_route_token_expired_total',
+    help: 'Socket requests whose bf_route token was correctly signed but expired (routed by its user and team all the same)',
     registers: [this.registry],
   });
 

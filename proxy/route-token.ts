@@ -6,7 +6,9 @@
  * where `exp` is seconds since the epoch and `sig` = base64url(HMAC-SHA256(secret,
  * "v1.<user>.<team>.<exp>")). Verification recomputes the MAC and compares with
  * `timingSafeEqual`. The token is a routing hint, not an authentication: every
- * virtual request still carries the client's own `x-access-token`.
+ * virtual request still carries the client's own `x-access-token`. An expired
+ * but correctly signed token is reported with its claims (`expiredClaims`):
+ * the shim routes by them and counts it (see docs/shim.md, "Route token").
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
@@ -29,6 +31,12 @@ export class RouteTokenError extends Error {
   constructor(
     message: string,
     readonly reason: RouteTokenFailure,
+    /**
+     * Only for `expired`: the claims of the correctly signed token. The shim
+     * issued it for this user, so it still routes by them (a routing hint, not
+     * authentication) rather than stranding a long-running client on Sync.
+     */
+    readonly expiredClaims?: RouteClaims,
   ) {
     super(message);
     this.name = 'RouteTokenError';
@@ -77,9 +85,9 @@ export function verifyRouteToken(
   const ok = timingSafeEqual(sameLength ? given : Buffer.alloc(expected.length), expected) && sameLength;
   if (!ok) throw new RouteTokenError('route token signature invalid', 'signature');
   const exp = Number(expText);
-  if (exp <= nowSeconds) throw new RouteTokenError('route token expired', 'expired');
   const userId = unb64(user64);
   const teamId = unb64(team64);
   if (!userId) throw new RouteTokenError('route token has no user', 'malformed');
+  if (exp <= nowSeconds) throw new RouteTokenError('route token expired', 'expired', { userId, teamId, exp });
   return { userId, teamId, exp };
 }

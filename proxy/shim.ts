@@ -12,7 +12,7 @@
  * Every option has its default here, checked once (see `resolveShimOptions`).
  */
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import { createHmac } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { DEV_TOKEN_SECRET } from '../gateway/token.ts';
@@ -48,7 +48,10 @@ export interface ShimOptions {
   bifrostUrls: string[];
   /** `proxied` (default): sockets come back through the shim. `direct`: clients are sent to the backend itself. */
   mode?: 'proxied' | 'direct';
-  /** The shim's URL as clients reach it (put into `syncserver_url` in proxied mode); default from host and port. */
+  /**
+   * The shim's URL as clients reach it (put into `syncserver_url` in proxied mode); default from host and port.
+   * Required in proxied mode when `host` is a wildcard address (the default 0.0.0.0): `startShim` refuses to start without it.
+   */
   publicUrl?: string;
   /** Local flags file; default `BIFROST_FLAGS_FILE` or `.bifrost/flags.json`. Ignored when `ldSdkKey` is set. */
   flagsFile?: string;
@@ -190,6 +193,34 @@ function listen(server: { listen: (port: number, host: string, cb: () => void) =
   });
 }
 
+/** True for an address that means "every interface" (0.0.0.0, ::, and their spellings). */
+export function isWildcardHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1');
+  if (h === '' || h === '0.0.0.0' || h === '0') return true;
+  if (!net.isIPv6(h)) return false;
+  try {
+    return new URL(`http://[${h}]/`).hostname === '[::]';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Proxied mode puts the shim's own URL into every `syncserver_url`. Bound to a
+ * wildcard address, the shim cannot know it (the only guess, 127.0.0.1, sends
+ * every remote client to its own machine), so it refuses to start without one.
+ * Returns the problem in one line (option names as given in `names`), or
+ * undefined when there is none. Direct mode never hands out the shim's URL.
+ */
+export function publicUrlProblem(
+  o: { mode?: 'proxied' | 'direct'; host?: string; publicUrl?: string },
+  names: { publicUrl: string; host: string } = { publicUrl: 'publicUrl', host: 'host' },
+): string | undefined {
+  const host = o.host ?? '0.0.0.0';
+  if ((o.mode ?? 'proxied') !== 'proxied' || o.publicUrl || !isWildcardHost(host)) return undefined;
+  return `${names.publicUrl} is required in proxied mode when ${names.host} is a wildcard address (${JSON.stringify(host)}): clients would be told to connect to http://127.0.0.1; set it to the URL they reach the shim at (e.g. https://sync.example.com)`;
+}
+
 function baseUrl(host: string, port: number): string {
   const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return `http://${h}:${port}`;
@@ -198,6 +229,8 @@ function baseUrl(host: string, port: number): string {
 /** Starts the shim. Resolves once both ports listen and the flag source has started. */
 export async function startShim(options: ShimOptions): Promise<ShimHandle> {
   const o = resolveShimOptions(options);
+  const problem = publicUrlProblem(o);
+  if (problem) throw new Error(problem);
   const log = o.log;
   const metrics = new ShimMetrics();
   const decisions = new DecisionStats();

@@ -281,11 +281,18 @@ export class SocketRouter {
 
   /** Decides the route for a socket request from its route token. */
   async decide(query: URLSearchParams): Promise<{ decision: RouteDecision; claims?: RouteClaims }> {
-    const { metrics, decisions, flags, opts } = this.deps;
+    const { metrics, decisions, opts } = this.deps;
     let claims: RouteClaims;
     try {
       claims = verifyRouteToken(opts.routeSecret, query.get(ROUTE_TOKEN_PARAM));
     } catch (err) {
+      if (err instanceof RouteTokenError && err.expiredClaims) {
+        // Signed by us for this user, only old (the client has run longer than routeTokenTtlSeconds
+        // without calling init again). A routing hint, not authentication: route by it, so the client
+        // is neither stranded on Sync nor invisible to the rebalancer; counted.
+        metrics.routeTokenExpired.inc();
+        return this.decideFor(err.expiredClaims);
+      }
       const reason = err instanceof RouteTokenError ? err.reason : 'malformed';
       metrics.routeTokenRejections.inc({ reason });
       const decision: RouteDecision = { route: 'sync', reason: 'error', detail: `route_token_${reason}` };
@@ -293,6 +300,12 @@ export class SocketRouter {
       decisions.record('sync', `route_token_${reason}`);
       return { decision };
     }
+    return this.decideFor(claims);
+  }
+
+  /** A fresh flag evaluation for the user (and team) of a route token, counted. */
+  private async decideFor(claims: RouteClaims): Promise<{ decision: RouteDecision; claims: RouteClaims }> {
+    const { metrics, decisions, flags } = this.deps;
     const decision = await flags.decide(claims.userId, claims.teamId);
     metrics.decisions.inc({ route: decision.route, reason: decision.reason, source: 'socket' });
     decisions.record(decision.route, decision.reason);
@@ -563,7 +576,8 @@ export class SocketRouter {
       this.countUpgrade(dest.backend, 'aborted');
       return;
     }
-    if (pinned) pinned.upgraded = true;
+    // `pinned.upgraded` is set only once the backend accepts (its 101, in pipeUpgrade): a refused or
+    // aborted upgrade leaves the session a polling one, forgotten by the sweep when idle.
     const forwardUrl = rewriteParsedSocketUrl(url, dest.backend, opts.sailsSdkParams, opts.restoreSdkParams);
     await this.pipeUpgrade(req, socket, head, guard, dest, claims, forwardUrl, conn, sid ?? undefined);
   }
@@ -639,9 +653,11 @@ export class SocketRouter {
         if (sid) {
           const s = this.sessions.get(sid);
           if (s) {
-            // The polling session became this WebSocket: it is counted (and rebalanced) as one.
+            // The polling session became this WebSocket: it is counted (and rebalanced) as one,
+            // and the sweep leaves it alone (it ends when the WebSocket closes).
             registry.remove(s.connId);
             s.connId = id;
+            s.upgraded = true;
           }
         }
         log.debug({ conn: id, user: claims?.userId, backend: dest.backend, node: dest.node?.id, sid }, 'WebSocket proxied');

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
 import { CliError, printJson } from '../output.ts';
-import { DEFAULT_ADMIN_PORT, DEFAULT_SHIM_PORT, resolveShimOptions, startShim, type ShimOptions } from '../../proxy/shim.ts';
+import { DEFAULT_ADMIN_PORT, DEFAULT_SHIM_PORT, publicUrlProblem, resolveShimOptions, startShim, type ShimOptions } from '../../proxy/shim.ts';
 
 interface ShimCliOptions {
   godserver: string;
@@ -74,6 +74,8 @@ export function shimOptionsFromCli(o: ShimCliOptions): ShimOptions {
       .replace(/^publicUrl /, '--public-url ');
     throw new CliError(message);
   }
+  const problem = publicUrlProblem(opts, { publicUrl: '--public-url', host: '--host' });
+  if (problem) throw new CliError(problem);
   return opts;
 }
 
@@ -89,7 +91,7 @@ export function register(program: Command): void {
     .option('--host <addr>', 'public bind address (default 0.0.0.0)')
     .option('--admin-host <addr>', 'admin bind address (default 127.0.0.1)')
     .option('--mode <mode>', 'proxied (sockets come back through the shim) or direct (clients go to the backend)', 'proxied')
-    .option('--public-url <url>', "the shim's URL as clients reach it (default from host and port)")
+    .option('--public-url <url>', "the shim's URL as clients reach it, handed out as syncserver_url in proxied mode (required in proxied mode when --host is 0.0.0.0 or ::, the default)")
     .option('--flags-file <path>', 'local flags file (env BIFROST_FLAGS_FILE, default .bifrost/flags.json); LD_SDK_KEY switches to live LaunchDarkly')
     .option('--fallback <what>', 'when no Bifrost node is usable: sync or error (503)', 'sync')
     .option('--rebalance-rate <n>', 'connections closed per second when the flag changes', '100')
@@ -102,7 +104,8 @@ export function register(program: Command): void {
         '',
         'Example:',
         '  $ BIFROST_ADMIN_TOKEN=s3cret bifrost shim --godserver http://127.0.0.1:1337 --sync http://127.0.0.1:1337 \\',
-        '      --bifrost http://10.0.0.5:8080,http://10.0.0.6:8080 --port 3000 --admin-port 9090',
+        '      --bifrost http://10.0.0.5:8080,http://10.0.0.6:8080 --port 3000 --admin-port 9090 \\',
+        '      --public-url https://sync.example.com',
         '  $ curl -s http://127.0.0.1:9090/api/rollout',
         '  $ curl -X PUT -H "Authorization: Bearer s3cret" -H "content-type: application/json" \\',
         '      -d \'{"percent": 25}\' http://127.0.0.1:9090/api/rollout',

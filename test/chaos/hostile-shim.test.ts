@@ -1,7 +1,8 @@
 /**
  * Hostile input against the shim and its admin API: tampered, truncated,
- * expired and oversized `bf_route` tokens are never trusted (the request goes
- * to Sync and is counted), garbage Godserver tokens pass through as Sync's own
+ * foreign and oversized `bf_route` tokens are never trusted (the request goes
+ * to Sync and is counted; an expired but genuine token still routes by its
+ * claims, see test/integration/shim-routing.test.ts), garbage Godserver tokens pass through as Sync's own
  * 401, and admin writes without the token, or with bad bodies, are refused.
  * A well-behaved client routed to Bifrost keeps working throughout.
  */
@@ -69,7 +70,8 @@ describe('hostile input at the shim', () => {
       }),
       ...Array.from({ length: 50 }, (_, i) => [parts[0], Buffer.from(`admin${i}`).toString('base64url'), parts[2], parts[3], parts[4]].join('.')), // swapped user
       ...Array.from({ length: 20 }, () => signRouteToken('some-other-secret', { userId: 'victim', teamId: 't' }, 3600)), // wrong key
-      ...Array.from({ length: 20 }, () => signRouteToken(ROUTE_SECRET, { userId: 'victim', teamId: 't' }, 1, Math.floor(Date.now() / 1000) - 100)), // expired
+      // expired with a wrong signature: the expiry does not make a forged token any better
+      ...Array.from({ length: 20 }, () => signRouteToken('some-other-secret', { userId: 'victim', teamId: 't' }, 1, Math.floor(Date.now() / 1000) - 100)),
       ...Array.from({ length: 20 }, (_, i) => 'x'.repeat(10 + i * 300)), // garbage and oversized
       ...Array.from({ length: 20 }, (_, i) => parts.slice(0, i % 5).join('.')), // truncated
     ];

@@ -24,8 +24,11 @@ describe('bifrost shim (CLI)', () => {
   it('--help shows every option and an example', () => {
     const r = run(['shim', '--help']);
     expect(r.code).toBe(0);
-    for (const opt of ['--godserver', '--sync', '--bifrost', '--port', '--admin-port', '--mode', '--fallback', '--drain', '--json']) expect(r.stdout).toContain(opt);
+    for (const opt of ['--godserver', '--sync', '--bifrost', '--port', '--admin-port', '--mode', '--public-url', '--fallback', '--drain', '--json']) expect(r.stdout).toContain(opt);
     expect(r.stdout).toMatch(/Example:\n\s+\$ .*bifrost shim --godserver/);
+    // The example runs as shown: on the default 0.0.0.0, proxied mode needs --public-url.
+    expect(r.stdout).toMatch(/required in proxied\s+mode when --host is 0\.0\.0\.0/);
+    expect(r.stdout).toMatch(/--admin-port 9090 \\\n\s+--public-url https:\/\/sync\.example\.com/);
   });
 
   it('exits 2 with one clear line on bad usage', () => {

@@ -115,6 +115,36 @@ describe('flags file through the LaunchDarkly SDK', () => {
     await allOn(source, 'sync', 2000);
   });
 
+  it('keeps the last good flags when an atomic write brings rules or segments the SDK would throw on, and reports the refusal', async () => {
+    await writeRollout(file, { percent: 100, bucketBy: 'user' });
+    const errors: string[] = [];
+    source = new FileFlagSource({ file, log, events: { onReloadError: (e) => errors.push(e.message) } });
+    await source.start();
+    await allOn(source, 'bifrost', 2000);
+    const zero = buildFlag({ percent: 0, bucketBy: 'user' }, 'salt', 50);
+    const waitErrors = async (n: number): Promise<void> => {
+      const deadline = Date.now() + 2000;
+      while (source!.stats().reloadErrors < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(source!.stats().reloadErrors).toBe(n);
+    };
+    await writeFile(file + '.tmp', JSON.stringify({ flags: { [FLAG_KEY]: { ...zero, rules: [null] } } }));
+    await rename(file + '.tmp', file);
+    await waitErrors(1);
+    expect(errors[0]).toBe('flags["bifrost-sync-migration"].rules[0] must be an object');
+    expect((await routes(source)).every((r) => r === 'bifrost')).toBe(true);
+    expect(source.rollout()).toMatchObject({ percent: 100 });
+    // The same for a segment whose rule the SDK could not store.
+    await writeFile(file + '.tmp', JSON.stringify({ flags: { [FLAG_KEY]: zero }, segments: { s: { key: 's', version: 1, rules: [{ clauses: {} }] } } }));
+    await rename(file + '.tmp', file);
+    await waitErrors(2);
+    expect(errors[1]).toBe('segments["s"].rules[0].clauses must be an array');
+    expect((await routes(source)).every((r) => r === 'bifrost')).toBe(true);
+    // A good write afterwards is applied (writeRollout refuses to overwrite garbage, so write by hand).
+    await writeFile(file + '.tmp', JSON.stringify({ flags: { [FLAG_KEY]: zero } }));
+    await rename(file + '.tmp', file);
+    await allOn(source, 'sync', 2000);
+  });
+
   it('a file without the flag evaluates to sync with the SDK error counted as the reason', async () => {
     await writeRollout(file, { percent: 100, bucketBy: 'user' });
     source = new FileFlagSource({ file, log });

@@ -4,6 +4,7 @@
  * dies mid-stream, normal upgrades closed by the client — and the shim's
  * open-socket count returns to its baseline, as do the backend's.
  */
+import http from 'node:http';
 import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -153,4 +154,72 @@ describe('socket leaks', () => {
       await backend.close();
     }
   }, 180_000);
+
+  it('a polling session whose upgrade the backend refuses, or the client abandons, is still forgotten when idle', async () => {
+    // An engine.io stand-in: polling handshakes get a sid; upgrades of sid "…-refuse" get a 400, the others no answer.
+    let n = 0;
+    const held = new Set<net.Socket>();
+    const backend = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=UTF-8' });
+      res.end(`0{"sid":"s${n++}-${/kind=(\w+)/.exec(req.url ?? '')?.[1]}","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}`);
+    });
+    backend.on('upgrade', (req, socket: net.Socket) => {
+      socket.on('error', () => undefined);
+      if ((req.url ?? '').includes('-refuse')) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno');
+      else held.add(socket);
+    });
+    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+    const backendUrl = `http://127.0.0.1:${(backend.address() as net.AddressInfo).port}`;
+    const shim: ShimHandle = await startShim({
+      port: 0,
+      adminPort: 0,
+      host: '127.0.0.1',
+      godserverUrl: backendUrl,
+      syncUrl: backendUrl,
+      bifrostUrls: [],
+      flagsFile: join(dir, 'flags-polling.json'),
+      tokenSecret: 'leaks',
+      adminToken: 'leaks',
+      pollingIdleMs: 1000,
+      log: silentLogger,
+    });
+    const polling = async (): Promise<number> => ((await (await fetch(`${shim.adminUrl}/api/rollout`)).json()) as { connections: { polling: number } }).connections.polling;
+    const liveGauge = async (): Promise<number> =>
+      (await (await fetch(`${shim.adminUrl}/metrics`)).text())
+        .split('\n')
+        .filter((l) => l.startsWith('bifrost_shim_live_connections{'))
+        .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+    /** Sends an upgrade for `sid`; resolves with the status line (or '' when the client gives up first). */
+    const upgrade = (sid: string, abandonAfterMs?: number): Promise<string> =>
+      new Promise((resolve) => {
+        const u = new URL(shim.url);
+        const s = net.connect(Number(u.port), u.hostname, () => s.write(upgradeRequest(`/socket.io/?EIO=4&transport=websocket&sid=${sid}`)));
+        let got = '';
+        s.on('data', (d) => (got += d.toString('latin1')));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(got.split('\r\n')[0] ?? ''));
+        if (abandonAfterMs !== undefined) setTimeout(() => s.destroy(), abandonAfterMs);
+      });
+    try {
+      const sids: string[] = [];
+      for (const kind of ['refuse', 'abandon']) {
+        const hs = await (await fetch(`${shim.url}/socket.io/?EIO=4&transport=polling&kind=${kind}`)).text();
+        sids.push(/"sid":"([^"]+)"/.exec(hs)![1]!);
+      }
+      expect(await polling()).toBe(2);
+      expect(await upgrade(sids[0]!)).toBe('HTTP/1.1 400 Bad Request');
+      expect(await upgrade(sids[1]!, 200)).toBe('');
+      // Neither became a WebSocket: both are idle polling sessions, swept after pollingIdleMs.
+      const deadline = Date.now() + 6000;
+      while (((await polling()) > 0 || (await liveGauge()) > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await polling()).toBe(0);
+      expect(await liveGauge()).toBe(0);
+      // Forgotten, not evicted: a late request of the session is routed afresh (the backend answers it).
+      expect((await fetch(`${shim.url}/socket.io/?EIO=4&transport=polling&sid=${sids[0]}`)).status).toBe(200);
+    } finally {
+      await shim.close();
+      for (const s of held) s.destroy();
+      await new Promise<void>((r) => backend.close(() => r()));
+    }
+  }, 60_000);
 });

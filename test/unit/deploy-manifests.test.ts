@@ -11,6 +11,7 @@ import { resolveGatewayOptions } from '../../gateway/config.ts';
 import { GatewayMetrics } from '../../gateway/metrics.ts';
 import { parseDurationMs } from '../../cli/graceful.ts';
 import { DEFAULT_ADMIN_PORT, DEFAULT_SHIM_PORT } from '../../proxy/shim.ts';
+import { shimOptionsFromCli } from '../../cli/commands/shim.ts';
 import { ROOT } from '../support/gateway.ts';
 
 type Doc = Record<string, any>;
@@ -85,6 +86,25 @@ describe('deploy/k8s/shim.yaml', () => {
     expect(c.readinessProbe.httpGet).toEqual({ path: '/healthz', port: DEFAULT_ADMIN_PORT });
     expect(argValue(c.args, '--admin-host')).toBe('0.0.0.0');
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(Number(argValue(c.args, '--shutdown-window')));
+  });
+
+  it('tells clients a URL they can reach: proxied mode on 0.0.0.0 carries --public-url (the shim refuses to start without it)', () => {
+    const opts = shimOptionsFromCli({
+      godserver: argValue(c.args, '--godserver')!,
+      sync: argValue(c.args, '--sync')!,
+      bifrost: argValue(c.args, '--bifrost')!,
+      port: argValue(c.args, '--port'),
+      adminPort: argValue(c.args, '--admin-port'),
+      host: argValue(c.args, '--host'),
+      adminHost: argValue(c.args, '--admin-host'),
+      mode: argValue(c.args, '--mode') ?? 'proxied',
+      publicUrl: argValue(c.args, '--public-url'),
+      fallback: argValue(c.args, '--fallback') ?? 'sync',
+      rebalanceRate: argValue(c.args, '--rebalance-rate') ?? '100',
+      drain: argValue(c.args, '--drain') ?? 'close',
+      shutdownWindow: argValue(c.args, '--shutdown-window')!,
+    });
+    expect(opts.publicUrl).toMatch(/^https?:\/\/[^/]+/);
   });
 });
 

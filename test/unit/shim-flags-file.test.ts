@@ -108,6 +108,24 @@ describe('flags file', () => {
     expect(() => parseFlagsFile(JSON.stringify({ flags: { f: { key: 'g', on: true, variations: ['a'], fallthrough: { variation: 0 } } } }))).toThrow('flags["f"].key is "g", expected "f"');
     expect(parseFlagsFile(JSON.stringify({ flags: { f: { key: 'f', on: true, variations: ['a'], fallthrough: { variation: 0 } } } })).flags?.f?.on).toBe(true);
   });
+
+  it('refuses rules, targets and prerequisites the LaunchDarkly SDK would throw on, saying where', () => {
+    const flag = (extra: object) => JSON.stringify({ flags: { f: { key: 'f', on: true, variations: ['a', 'b'], fallthrough: { variation: 0 }, ...extra } } });
+    expect(() => parseFlagsFile(flag({ rules: [null] }))).toThrow('flags["f"].rules[0] must be an object');
+    expect(() => parseFlagsFile(flag({ rules: {} }))).toThrow('flags["f"].rules must be an array');
+    expect(() => parseFlagsFile(flag({ rules: [{ clauses: {} }] }))).toThrow('flags["f"].rules[0].clauses must be an array');
+    expect(() => parseFlagsFile(flag({ rules: [{ clauses: [{ attribute: 5 }] }] }))).toThrow('flags["f"].rules[0].clauses[0].attribute must be a string');
+    expect(() => parseFlagsFile(flag({ rules: [{ rollout: { bucketBy: 5, variations: [] } }] }))).toThrow('flags["f"].rules[0].rollout.bucketBy must be a string');
+    expect(() => parseFlagsFile(flag({ targets: {} }))).toThrow('flags["f"].targets must be an array');
+    expect(() => parseFlagsFile(flag({ contextTargets: [7] }))).toThrow('flags["f"].contextTargets[0] must be an object');
+    expect(() => parseFlagsFile(flag({ prerequisites: [null] }))).toThrow('flags["f"].prerequisites[0] must be an object');
+    expect(() => parseFlagsFile(JSON.stringify({ segments: { s: { rules: {} } } }))).toThrow('segments["s"].rules must be an array');
+    expect(() => parseFlagsFile(JSON.stringify({ segments: { s: null } }))).toThrow('segments["s"] must be an object');
+    // What LaunchDarkly itself writes stays valid: empty lists, null lists, rules with clauses.
+    const ok = { rules: [{ id: 'r', clauses: [{ attribute: 'key', op: 'in', values: ['u1'], contextKind: 'user' }], variation: 1 }], targets: [], contextTargets: [], prerequisites: null };
+    expect(parseFlagsFile(flag(ok)).flags?.f?.rules).toHaveLength(1);
+    expect(() => parseFlagsFile(JSON.stringify({ flags: { [FLAG_KEY]: buildFlag({ percent: 5, bucketBy: 'team' }, 'salt', 1) } }))).not.toThrow();
+  });
 });
 
 describe('concurrent writers', () => {
