@@ -3,7 +3,7 @@
  * exports `register(program)`.
  */
 import { Command, CommanderError } from 'commander';
-import { CliError, EXIT_USAGE } from './output.ts';
+import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE } from './output.ts';
 const program = new Command('bifrost')
   .description('Bifrost migration kit: move live WebSocket clients off Sync onto Bifrost, one squad at a time.')
   .showHelpAfterError('(run with --help for usage)')
@@ -39,6 +39,9 @@ try {
     process.stderr.write(`bifrost: ${err.message}\n`);
     process.exit(err.exitCode);
   }
-  process.stderr.write(`bifrost: ${(err as Error)?.stack ?? String(err)}\n`);
-  process.exit(EXIT_USAGE);
+  // A runtime failure (Redis, the file system, the network), not bad usage: exit 1, one line; the stack with BIFROST_DEBUG=1.
+  const e = err as (Error & { code?: string }) | undefined;
+  const line = e instanceof Error ? `${e.message}${e.code && !e.message.includes(e.code) ? ` (${e.code})` : ''}` : String(err);
+  process.stderr.write(process.env.BIFROST_DEBUG ? `bifrost: ${e?.stack ?? line}\n` : `bifrost: ${line.split('\n')[0]} (BIFROST_DEBUG=1 shows the stack trace)\n`);
+  process.exit(EXIT_CHECK_FAILED);
 }

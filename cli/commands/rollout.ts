@@ -22,7 +22,9 @@ import { describeOwner, describeStep, runRamp, type RampOutcome } from '../rollo
 import { leaseAlive, unfinished, withEvent, type RampDoc } from '../rollout/ramp-state.ts';
 import type { RampStore } from '../rollout/ramp-store.ts';
 import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
+import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from '../rollout/retry.ts';
 import { gatherStatus, renderStatus } from '../rollout/rollout-status.ts';
+import { DEFAULT_APPLY_TIMEOUT_MS, waitUntilApplied, type ApplyCheck } from '../rollout/shim-apply.ts';
 import { ShimAdminClient, adminTokenFromEnv, defaultAdminUrl } from '../rollout/shim-admin-client.ts';
 
 interface CommonOptions {
@@ -31,6 +33,8 @@ interface CommonOptions {
   adminUrl: string;
   rampFile?: string;
   rampPrefix?: string;
+  applyTimeout: string;
+  createFlagsFile?: boolean;
 }
 
 const LEASE_STALE_MS = 15_000;
@@ -41,7 +45,27 @@ function common(cmd: Command): Command {
     .option('--flags-file <file>', 'flags file when LaunchDarkly live mode is off (env BIFROST_FLAGS_FILE)', flagsFilePathFromEnv())
     .option('--admin-url <url>', 'the shim admin API (env BIFROST_ADMIN_PORT)', defaultAdminUrl())
     .option('--ramp-file <file>', `ramp state file when REDIS_URL is not set (env BIFROST_RAMP_FILE, default ${DEFAULT_RAMP_FILE})`)
-    .option('--ramp-prefix <prefix>', 'Redis key prefix of the ramp state when REDIS_URL is set (env BIFROST_ROLLOUT_PREFIX, default bifrost:rollout:)');
+    .option('--ramp-prefix <prefix>', 'Redis key prefix of the ramp state when REDIS_URL is set (env BIFROST_ROLLOUT_PREFIX, default bifrost:rollout:)')
+    .option('--apply-timeout <duration>', 'how long the shim gets to report a written percentage (GET /api/rollout on --admin-url)', `${DEFAULT_APPLY_TIMEOUT_MS / 1000}s`)
+    .option('--create-flags-file', 'create the flags file when it does not exist (default: refuse, it is probably the wrong path)');
+}
+
+/** Retries a flag or store call while its failure may be transient (a line on stderr per retry). */
+function routine<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  return retrying(what, fn, { forMs: ROUTINE_RETRY_MS, onRetry: (line) => note(`retry: ${line}`) });
+}
+
+/** One line about whether the shim applied a write (or why nobody could confirm it). */
+function applyLine(check: ApplyCheck, c: ReturnType<typeof stdoutTerminal>['colors']): string {
+  if (check.state === 'applied') return c.dim(`the shim applied it after ${formatDuration(check.afterMs)}`);
+  if (check.state === 'no-shim') return `${c.yellow('warning:')} ${check.message}`;
+  return `${c.red('✗')} ${check.message}`;
+}
+
+function applyJson(check: ApplyCheck) {
+  if (check.state === 'applied') return { state: check.state, afterMs: check.afterMs, shimPercent: check.snapshot.percent };
+  if (check.state === 'not-applied') return { state: check.state, afterMs: check.afterMs, shimPercent: check.snapshot.percent, message: check.message };
+  return { state: check.state, message: check.message };
 }
 
 function checkUrl(name: string, v: string): string {
@@ -59,7 +83,7 @@ function note(line: string): void {
 }
 
 function flagTarget(o: CommonOptions): FlagTarget {
-  return openFlagTarget({ flagsFile: o.flagsFile, note });
+  return openFlagTarget({ flagsFile: o.flagsFile, note, createFlagsFile: o.createFlagsFile === true });
 }
 
 function rampStore(o: CommonOptions): RampStore {
@@ -103,6 +127,7 @@ function rampSummary(d: RampDoc | null) {
     ownerAlive: leaseAlive(d.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS }),
     owner: d.owner,
     outcome: d.outcome,
+    rollback: d.rollback ?? null,
   };
 }
 
@@ -150,7 +175,10 @@ function registerSet(rollout: Command): void {
       'after',
       `
 Flags-file mode (default) rewrites the flag in BIFROST_FLAGS_FILE / --flags-file atomically,
-keeping its salt so raising the percentage only adds users; the shim applies it within a second.
+keeping its salt so raising the percentage only adds users (a missing file is refused unless
+--create-flags-file). Then the shim's GET /api/rollout (--admin-url) is polled until it reports
+the new percentage (--apply-timeout): exit 1 when the shim answers but does not apply it, a
+warning when no shim answers.
 Live mode (LD_API_TOKEN, LD_PROJECT_KEY, LD_ENVIRONMENT_KEY set; LD_BASE_URI to override
 https://app.launchdarkly.com) changes the flag's fallthrough rollout with a semantic patch.
 
@@ -162,25 +190,31 @@ Examples:
     .action(async (percentArg: string, o: CommonOptions & { bucketBy?: string; force?: boolean }) => {
       const percent = parsePercent(percentArg);
       const bucketBy = o.bucketBy === undefined ? undefined : parseBucketBy(o.bucketBy);
+      const applyTimeoutMs = parseInterval(o.applyTimeout, '--apply-timeout');
       const flag = flagTarget(o);
+      const admin = adminClient(o);
       await withStore(o, async (store) => {
-        const ramp = unfinished(await store.read());
+        const ramp = unfinished(await routine('reading the ramp state', () => store.read()));
+        if (ramp && ramp.phase === 'rolling-back' && !o.force) {
+          throw new CliError(`the ramp ${describePlan(ramp.plan)} breached and its rollback to ${ramp.rollback?.to}% is unfinished: finish it with \`bifrost rollout ramp --resume\` or \`bifrost rollout rollback\`, or pass --force`, EXIT_USAGE);
+        }
         if (ramp && !ramp.paused && !o.force && leaseAlive(ramp.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS })) {
           throw new CliError(`a ramp is running (${describeOwner(ramp)}, at ${describeStep(ramp)}) and would override this: pause it with \`bifrost rollout pause\`, stop it with \`bifrost rollout rollback\`, or pass --force`, EXIT_USAGE);
         }
       });
-      const result = await flag.write({ percent, bucketBy, comment: `bifrost rollout set ${percent}%${bucketBy ? ` --bucket-by ${bucketBy}` : ''} by ${operator()}` });
+      const result = await routine(`writing ${percent}% to ${flag.description}`, () => flag.write({ percent, bucketBy, comment: `bifrost rollout set ${percent}%${bucketBy ? ` --bucket-by ${bucketBy}` : ''} by ${operator()}` }));
+      const check = await waitUntilApplied(admin, flag, { percent: result.percent, bucketBy: result.bucketBy }, { timeoutMs: applyTimeoutMs });
+      if (check.state === 'not-applied') process.exitCode = EXIT_CHECK_FAILED;
       if (o.json) {
-        printJson({ percent: result.percent, bucketBy: result.bucketBy, version: result.version ?? null, target: flag.kind, where: flag.description, notes: result.notes });
+        if (check.state === 'no-shim') note(`warning: ${check.message}`);
+        printJson({ percent: result.percent, bucketBy: result.bucketBy, version: result.version ?? null, target: flag.kind, where: flag.description, notes: result.notes, shimApplied: applyJson(check) });
         return;
       }
       const c = stdoutTerminal().colors;
       for (const n of result.notes) process.stdout.write(`${c.yellow('note:')} ${n}\n`);
       const who = result.bucketBy === 'team' ? 'teams' : 'users';
-      process.stdout.write(
-        `${c.green('✓')} rollout set to ${c.bold(`${result.percent}%`)} of ${who} on Bifrost (${flag.description}${result.version !== undefined ? `, version ${result.version}` : ''})\n` +
-          c.dim(flag.kind === 'file' ? 'the shim applies it within a second; `bifrost rollout status` shows it\n' : 'LaunchDarkly streams it to the shim within seconds\n'),
-      );
+      const mark = check.state === 'applied' ? c.green('✓') : check.state === 'no-shim' ? c.yellow('!') : c.red('✗');
+      process.stdout.write(`${mark} rollout set to ${c.bold(`${result.percent}%`)} of ${who} on Bifrost (${flag.description}${result.version !== undefined ? `, version ${result.version}` : ''})\n${applyLine(check, c)}\n`);
     });
 }
 
@@ -239,6 +273,7 @@ function printRampOutcome(r: RampOutcome, json: boolean | undefined): void {
       breaches: r.breaches,
       readings: r.readings,
       drain: r.drain ?? null,
+      shimApplied: r.applyCheck ? applyJson(r.applyCheck) : null,
       ramp: rampSummary(r.doc),
     });
     return;
@@ -246,9 +281,10 @@ function printRampOutcome(r: RampOutcome, json: boolean | undefined): void {
   const c = stdoutTerminal().colors;
   const out = (s: string) => process.stdout.write(`${s}\n`);
   if (r.kind === 'completed') out(`${c.green('✓')} ${r.message}`);
-  else if (r.kind === 'rolled-back') {
+  else if (r.kind === 'rolled-back' || r.kind === 'rollback-unfinished') {
     out(`${c.red('✗')} ${r.message}`);
     for (const b of r.breaches) out(`  ${c.red('breached')} ${b.text}`);
+    if (r.applyCheck) out(`  ${applyLine(r.applyCheck, c)}`);
     if (r.drain) out('error' in r.drain ? `  ${c.yellow('drain request failed:')} ${r.drain.error}` : `  shim drain: ${r.drain.queued} connection(s) queued to move back at ${r.drain.rate}/s`);
   } else out(`${c.yellow('!')} ${r.message}`);
 }
@@ -272,8 +308,13 @@ function registerRamp(rollout: Command): void {
       `
 Each step's percentage is applied, then the shim's and gateways' /metrics (and Sync's, the
 baseline) are sampled for --interval. When Sync carried at least --min-requests requests,
-request errors and p99 breach only when over the limit AND worse than Sync's; a breach rolls back to the last good step (or --rollback-to), asks the shim to
-drain, prints what breached with the numbers and exits 1. The ramp's state is kept in
+request errors and p99 breach only when over the limit AND worse than Sync's. Each step must be
+applied by the shim (GET /api/rollout) and, to pass, show readable gateway metrics and no
+fallbacks to Sync. A breach rolls back to the last good step (or --rollback-to, never above the
+breaching step): recorded "rolling-back" first, written with retries for up to 15 minutes, confirmed
+by the shim, then the shim is asked to drain; it prints what breached with the numbers and exits 1.
+A rollback that could not be written is finished by --resume. The first step may not be below the
+current percentage (exit 2). The ramp's state is kept in
 .bifrost/ramp.json (Redis when REDIS_URL is set): \`bifrost rollout pause|resume\` steer it from
 another terminal, a killed ramp continues where it stopped when the same command (or
 --resume) runs again, and a second ramp is refused while one runs.
@@ -285,6 +326,7 @@ Examples:
     )
     .action(async (o: RampOptions) => {
       const plan = planFrom(o);
+      const applyTimeoutMs = parseInterval(o.applyTimeout, '--apply-timeout');
       const gatewayUrls = o.gatewayUrl.length ? o.gatewayUrl.map((u) => checkUrl('--gateway-url', u)) : undefined;
       const sync = { url: o.syncMetricsUrl === undefined ? undefined : checkUrl('--sync-metrics-url', o.syncMetricsUrl), fallbackUrl: defaultSyncMetricsUrl() };
       const admin = adminClient(o);
@@ -305,7 +347,7 @@ Examples:
         const intervalMs = plan?.intervalMs ?? (await store.read())?.plan.intervalMs ?? 60_000;
         result = await runRamp(
           { plan, resume: o.resume === true, restart: o.restart === true },
-          { store, flag, admin, sampler: new MetricsSampler({ admin, gatewayUrls, sync }), reporter: reporterFor(o.json, intervalMs), signal: ac.signal, leaseStaleMs: LEASE_STALE_MS },
+          { store, flag, admin, sampler: new MetricsSampler({ admin, gatewayUrls, sync }), reporter: reporterFor(o.json, intervalMs), signal: ac.signal, leaseStaleMs: LEASE_STALE_MS, applyTimeoutMs },
         );
       } finally {
         process.off('SIGINT', onSignal);
@@ -328,6 +370,7 @@ function registerPauseResume(rollout: Command, verb: 'pause' | 'resume'): void {
         store.update<{ doc: RampDoc | null; changed: boolean }>((cur) => {
           const u = unfinished(cur);
           if (!u) return { result: { doc: cur, changed: false } };
+          if (u.phase === 'rolling-back') return { result: { doc: u, changed: false } };
           if (u.paused === pausing) return { result: { doc: u, changed: false } };
           const now = new Date();
           const next = withEvent(
@@ -340,6 +383,7 @@ function registerPauseResume(rollout: Command, verb: 'pause' | 'resume'): void {
       );
       const u = unfinished(r.doc);
       if (!u) throw new CliError(`no ramp in progress to ${verb}${r.doc ? ` (the last one ${r.doc.phase === 'completed' ? 'completed' : 'was rolled back'})` : ''}`, EXIT_CHECK_FAILED);
+      if (u.phase === 'rolling-back') throw new CliError(`the ramp is rolling back to ${u.rollback?.to}% after a breach: nothing to ${verb} — \`bifrost rollout ramp --resume\` finishes the rollback`, EXIT_CHECK_FAILED);
       const alive = leaseAlive(u.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS });
       if (o.json) {
         printJson({ paused: u.paused, changed: r.changed, ramp: rampSummary(u) });
@@ -360,55 +404,117 @@ function registerPauseResume(rollout: Command, verb: 'pause' | 'resume'): void {
 
 function registerRollback(rollout: Command): void {
   common(rollout.command('rollback'))
-    .description('Move everyone back to Sync now: rollout 0%, end any ramp, then ask the shim to drain Bifrost connections')
+    .description('Move everyone back to Sync now: rollout 0% (retried until written), end any ramp, then ask the shim to drain Bifrost connections')
     .addHelpText(
       'after',
       `
-The drain (POST /api/drain on the shim admin API, with BIFROST_ADMIN_TOKEN) closes the moved
-connections at the shim's rebalance rate, so unchanged clients reconnect to Sync on their own.
+Order: the ramp (if any) is marked "rolling back" so its process stops; 0% is written, retried
+with backoff for up to ${ROLLBACK_RETRY_MS / 60_000} minutes (a line per retry); the shim's GET /api/rollout is polled
+until it routes 0% (--apply-timeout); only then is the ramp recorded "rolled back" and the shim
+asked to drain (POST /api/drain with BIFROST_ADMIN_TOKEN), which closes the moved connections at
+its rebalance rate so unchanged clients reconnect to Sync. Exit 1 when 0% could not be written,
+the shim did not apply it, or the drain failed.
 
 Example:
   $ bifrost rollout rollback`,
     )
     .action(async (o: CommonOptions) => {
       const by = operator();
+      const applyTimeoutMs = parseInterval(o.applyTimeout, '--apply-timeout');
       const flag = flagTarget(o);
       const admin = adminClient(o);
       const message = `rolled back to 0% by \`bifrost rollout rollback\` (${by})`;
-      const ended = await withStore(o, (store) =>
-        store.update<{ doc: RampDoc; liveOwner: boolean } | null>((cur) => {
-          const u = unfinished(cur);
-          if (!u) return { result: null };
-          const now = new Date();
-          const liveOwner = leaseAlive(u.owner, { now: now.getTime(), host: hostname(), staleMs: LEASE_STALE_MS });
-          const next = withEvent({ ...u, phase: 'rolled-back', percent: 0, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome: message }, { event: 'rolled-back', percent: 0, detail: `by ${by}` }, now);
-          return { next, result: { doc: next, liveOwner } };
-        }),
-      );
       const comment = `bifrost rollout rollback by ${by}`;
-      let written = await flag.write({ percent: 0, comment });
-      if (ended?.liveOwner) {
-        // A running ramp may have been writing a step at this very moment: check again after its next tick.
-        await new Promise((r) => setTimeout(r, 1500));
-        if ((await flag.read()).percent !== 0) written = await flag.write({ percent: 0, comment });
-      }
-      let drain: { queued: number; rate: number; scope: string } | { error: string };
-      try {
-        drain = await admin.drain({ scope: 'changed' });
-      } catch (err) {
-        drain = { error: (err as Error).message };
-      }
-      const drainFailed = 'error' in drain;
-      if (o.json) {
-        printJson({ percent: written.percent, bucketBy: written.bucketBy, target: flag.kind, where: flag.description, rampEnded: ended ? rampSummary(ended.doc) : null, drain });
-      } else {
-        const c = stdoutTerminal().colors;
-        process.stdout.write(`${c.green('✓')} rollout set to ${c.bold('0%')}: everyone is routed to Sync (${flag.description})\n`);
-        if (ended) process.stdout.write(`  the ramp ${describePlan(ended.doc.plan)} was ended${ended.liveOwner ? '; its process stops at its next tick' : ''}\n`);
-        if ('error' in drain) process.stdout.write(`  ${c.red('drain failed:')} ${drain.error}\n  the shim still moves connections on the flag change if its drain policy is "close"\n`);
-        else process.stdout.write(`  shim drain: ${drain.queued} connection(s) queued to move back at ${drain.rate}/s\n`);
-      }
-      if (drainFailed) process.exitCode = EXIT_CHECK_FAILED;
+      await withStore(o, async (store) => {
+        // 1. Stop the ramp from writing steps: "rolling back to 0%", no owner (its process stops at its next tick).
+        //    If the store is down, the flag still goes to 0% (step 2): the flag matters more than the record.
+        let ended: { doc: RampDoc; liveOwner: boolean } | null = null;
+        let storeError: string | null = null;
+        try {
+          ended = await routine(`updating the ramp state (${store.description})`, () =>
+            store.update<{ doc: RampDoc; liveOwner: boolean } | null>((cur) => {
+              const u = unfinished(cur);
+              if (!u) return { result: null };
+              const now = new Date();
+              const liveOwner = leaseAlive(u.owner, { now: now.getTime(), host: hostname(), staleMs: LEASE_STALE_MS });
+              const next = withEvent(
+                { ...u, phase: 'rolling-back', owner: null, rollback: { to: 0, from: u.percent, message, decidedAt: now.toISOString() }, updatedAt: now.toISOString() },
+                { event: 'rolling-back', percent: 0, detail: `by ${by}` },
+                now,
+              );
+              return { next, result: { doc: next, liveOwner } };
+            }),
+          );
+        } catch (err) {
+          storeError = errorText(err);
+          note(`warning: could not mark the ramp as rolling back in ${store.description} (${storeError}); writing 0% anyway`);
+        }
+
+        // 2. 0% until it is written.
+        const write = () =>
+          retrying(`writing 0% to ${flag.description}`, () => flag.write({ percent: 0, comment }), { forMs: ROLLBACK_RETRY_MS, all: true, onRetry: (line) => note(`retry: ${line}`) });
+        let written;
+        try {
+          written = await write();
+          if (ended?.liveOwner) {
+            // A running ramp may have been writing a step at this very moment: check again after its next tick.
+            await new Promise((r) => setTimeout(r, 1500));
+            if ((await routine('reading the flag', () => flag.read())).percent !== 0) written = await write();
+          }
+        } catch (err) {
+          throw new CliError(
+            `could not write 0% to ${flag.description}: ${errorText(err)} — the rollout may still be at ${ended?.doc.rollback?.from ?? 'its old percentage'}%${ended ? '; the ramp is recorded as rolling back to 0%' : ''}: run \`bifrost rollout rollback\` again`,
+            EXIT_CHECK_FAILED,
+          );
+        }
+
+        // 3. The shim routes by it: only then does a drain move anyone.
+        const check = await waitUntilApplied(admin, flag, { percent: 0 }, { timeoutMs: applyTimeoutMs });
+
+        // 4. The record follows the flag.
+        let recorded: RampDoc | null = null;
+        if (ended || storeError) {
+          try {
+            recorded = await routine(`updating the ramp state (${store.description})`, () =>
+              store.update<RampDoc | null>((cur) => {
+                const u = unfinished(cur);
+                if (!u) return { result: null };
+                const now = new Date();
+                const next = withEvent(
+                  { ...u, phase: 'rolled-back', percent: 0, owner: null, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome: message },
+                  { event: 'rolled-back', percent: 0, detail: `by ${by}` },
+                  now,
+                );
+                return { next, result: next };
+              }),
+            );
+          } catch (err) {
+            note(`warning: the flag is at 0% but ${store.description} could not record the ramp's end (${errorText(err)}); run \`bifrost rollout rollback\` again once it answers`);
+          }
+        }
+
+        // 5. Drain.
+        let drain: { queued: number; rate: number; scope: string } | { error: string };
+        if (check.state === 'not-applied') drain = { error: `not asked: ${check.message}` };
+        else {
+          try {
+            drain = await admin.drain({ scope: 'changed' });
+          } catch (err) {
+            drain = { error: (err as Error).message };
+          }
+        }
+        const failed = 'error' in drain || check.state !== 'applied';
+        if (o.json) {
+          printJson({ percent: written.percent, bucketBy: written.bucketBy, target: flag.kind, where: flag.description, rampEnded: recorded ? rampSummary(recorded) : ended ? rampSummary(ended.doc) : null, shimApplied: applyJson(check), drain });
+        } else {
+          const c = stdoutTerminal().colors;
+          process.stdout.write(`${check.state === 'applied' ? c.green('✓') : c.yellow('!')} rollout set to ${c.bold('0%')}: everyone is routed to Sync (${flag.description})\n  ${applyLine(check, c)}\n`);
+          if (ended) process.stdout.write(`  the ramp ${describePlan(ended.doc.plan)} was ended${ended.liveOwner ? '; its process stops at its next tick' : ''}\n`);
+          if ('error' in drain) process.stdout.write(`  ${c.red('drain failed:')} ${drain.error}\n  the shim still moves connections on the flag change if its drain policy is "close"\n`);
+          else process.stdout.write(`  shim drain: ${drain.queued} connection(s) queued to move back at ${drain.rate}/s\n`);
+        }
+        if (failed) process.exitCode = EXIT_CHECK_FAILED;
+      });
     });
 }
 

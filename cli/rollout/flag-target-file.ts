@@ -3,20 +3,53 @@
  * flag in the local flags file through proxy/flags-file.ts (full LaunchDarkly
  * flag JSON, atomic temp file + rename, the salt kept so raising the percentage
  * only adds users). The shim notices the new file within a second.
+ *
+ * A missing file is refused (FlagsFileMissingError, exit 2) rather than
+ * created: a relative path resolved against the wrong directory would
+ * otherwise produce a file no shim reads, and a "✓" for a change nobody
+ * applies. `createMissing` (the `--create-flags-file` option) creates it.
  */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import { FlagsFileError, readRollout, writeRollout } from '../../proxy/flags-file.ts';
 import { CliError, EXIT_USAGE } from '../output.ts';
+import { TransientError } from './retry.ts';
 import type { FlagRollout, FlagTarget, FlagWrite, FlagWriteResult } from './flag-target.ts';
+
+/** The flags file does not exist (and creating it was not asked for). */
+export class FlagsFileMissingError extends CliError {
+  constructor(readonly file: string) {
+    super(
+      `no flags file at ${path.resolve(file)} (from --flags-file, else BIFROST_FLAGS_FILE, else .bifrost/flags.json in the current directory): point --flags-file or BIFROST_FLAGS_FILE at the file the shim reads (its admin API's GET /api/rollout names it as flagsFile), or pass --create-flags-file to create it`,
+      EXIT_USAGE,
+    );
+    this.name = 'FlagsFileMissingError';
+  }
+}
 
 export class FileFlagTarget implements FlagTarget {
   readonly kind = 'file' as const;
   readonly description: string;
 
-  constructor(readonly file: string) {
+  constructor(
+    readonly file: string,
+    private readonly opts: { createMissing?: boolean } = {},
+  ) {
     this.description = `flags file ${file}`;
   }
 
+  private async ensureExists(): Promise<void> {
+    if (this.opts.createMissing) return;
+    try {
+      await stat(this.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new FlagsFileMissingError(this.file);
+      throw err;
+    }
+  }
+
   async read(): Promise<FlagRollout> {
+    await this.ensureExists();
     try {
       const r = await readRollout(this.file);
       return { percent: r.percent, bucketBy: r.bucketBy, version: r.version };
@@ -28,11 +61,16 @@ export class FileFlagTarget implements FlagTarget {
 
   async write(change: FlagWrite): Promise<FlagWriteResult> {
     const bucketBy = change.bucketBy ?? (await this.read()).bucketBy;
+    await this.ensureExists();
     try {
       const r = await writeRollout(this.file, { percent: change.percent, bucketBy });
       return { percent: r.percent, bucketBy: r.bucketBy, version: r.version, notes: [] };
     } catch (err) {
-      if (err instanceof FlagsFileError) throw new CliError(err.message, EXIT_USAGE);
+      if (err instanceof FlagsFileError) {
+        // Another writer (the shim's admin API, the dashboard) holding the file's lock goes away by itself.
+        if (/^could not lock /.test(err.message)) throw new TransientError(err.message);
+        throw new CliError(err.message, EXIT_USAGE);
+      }
       throw err;
     }
   }

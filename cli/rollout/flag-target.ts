@@ -46,13 +46,15 @@ export interface FlagTargetChoice {
   env?: NodeJS.ProcessEnv;
   /** Where LaunchDarkly retry notes go. */
   note?: (line: string) => void;
+  /** Flags-file mode: create a missing flags file instead of refusing (`--create-flags-file`). */
+  createFlagsFile?: boolean;
 }
 
 /** Live LaunchDarkly when LD_API_TOKEN, LD_PROJECT_KEY, LD_ENVIRONMENT_KEY are set, else the flags file. */
 export function openFlagTarget(choice: FlagTargetChoice): FlagTarget {
   const ld = launchDarklyOptionsFromEnv(choice.env ?? process.env);
   if (ld) return new LaunchDarklyFlagTarget({ ...ld, note: choice.note });
-  return new FileFlagTarget(choice.flagsFile);
+  return new FileFlagTarget(choice.flagsFile, { createMissing: choice.createFlagsFile });
 }
 
 /** Parses a percent argument (0..100, at most 3 decimals); CliError (exit 2) otherwise. */

@@ -14,7 +14,9 @@
  * Errors become one clear line (LaunchDarklyError, a CliError): 401/403/404/400
  * are configuration problems (exit 2), 409 and server errors exit 1. A 429 is
  * retried after the server's reset time: `X-Ratelimit-Reset` (epoch ms) or
- * `Retry-After` (seconds or an HTTP date), up to `maxRetries` times.
+ * `Retry-After` (seconds or an HTTP date), up to `maxRetries` times; a 5xx or
+ * a network error (LaunchDarkly or the way there briefly down) is retried with
+ * exponential backoff (0.5 s, 1 s, 2 s, …), up to `maxRetries` times too.
  */
 import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE } from '../output.ts';
 
@@ -46,10 +48,12 @@ export interface LaunchDarklyRestOptions {
   environmentKey: string;
   /** Default https://app.launchdarkly.com. */
   baseUri?: string;
-  /** 429 retries before giving up (default 5). */
+  /** Retries of a 429, a 5xx or a network error before giving up (default 5). */
   maxRetries?: number;
   /** Longest single wait for a rate limit reset (default 60 s). */
   maxWaitMs?: number;
+  /** First wait before retrying a network error or a 5xx (default 500 ms, doubling). */
+  retryBaseMs?: number;
   /** Timeout of one HTTP call (default 15 s). */
   timeoutMs?: number;
   /** Where retry notes go (default: nowhere). */
@@ -118,12 +122,14 @@ export class LaunchDarklyRest {
   private readonly maxRetries: number;
   private readonly maxWaitMs: number;
   private readonly timeoutMs: number;
+  private readonly retryBaseMs: number;
 
   constructor(private readonly opts: LaunchDarklyRestOptions) {
     this.baseUri = (opts.baseUri || DEFAULT_LD_BASE_URI).replace(/\/+$/, '');
     this.maxRetries = opts.maxRetries ?? 5;
     this.maxWaitMs = opts.maxWaitMs ?? 60_000;
     this.timeoutMs = opts.timeoutMs ?? 15_000;
+    this.retryBaseMs = opts.retryBaseMs ?? 500;
   }
 
   get projectKey(): string {
@@ -164,9 +170,23 @@ export class LaunchDarklyRest {
         });
       } catch (err) {
         const cause = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
-        throw new LaunchDarklyError(`LaunchDarkly unreachable at ${this.baseUri} (${cause}): could not ${what}`, 0, EXIT_CHECK_FAILED);
+        if (attempt < this.maxRetries) {
+          const wait = this.backoffMs(attempt);
+          this.opts.note?.(`LaunchDarkly unreachable (${cause}): retrying in ${(wait / 1000).toFixed(1)} s (attempt ${attempt + 2} of ${this.maxRetries + 1})`);
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        }
+        throw new LaunchDarklyError(`LaunchDarkly unreachable at ${this.baseUri} (${cause}) after ${attempt + 1} attempts: could not ${what}`, 0, EXIT_CHECK_FAILED);
       }
       if (res.ok) return res.status === 204 ? {} : await res.json();
+      if (res.status >= 500 && attempt < this.maxRetries) {
+        // A semantic patch sets absolute weights: sending it again is harmless.
+        const wait = this.backoffMs(attempt);
+        const detail = await errorDetail(res);
+        this.opts.note?.(`LaunchDarkly server error (${res.status} ${detail}): retrying in ${(wait / 1000).toFixed(1)} s (attempt ${attempt + 2} of ${this.maxRetries + 1})`);
+        await new Promise((r) => setTimeout(r, wait));
+        continue;
+      }
       if (res.status === 429 && attempt < this.maxRetries) {
         const wait = Math.min(this.maxWaitMs, rateLimitWaitMs(res.headers) ?? 1000 * 2 ** attempt);
         await res.body?.cancel().catch(() => {});
@@ -177,6 +197,12 @@ export class LaunchDarklyRest {
       const detail = await errorDetail(res);
       throw this.errorFor(res.status, detail, what, attempt);
     }
+  }
+
+  /** Exponential backoff with jitter for network errors and 5xx: ~0.5 s, 1 s, 2 s, … capped at maxWaitMs. */
+  private backoffMs(attempt: number): number {
+    const base = Math.min(this.maxWaitMs, this.retryBaseMs * 2 ** attempt);
+    return Math.round(base / 2 + Math.random() * (base / 2));
   }
 
   private errorFor(status: number, detail: string, what: string, attempts: number): LaunchDarklyError {

@@ -23,6 +23,10 @@ export interface Scrape {
   failures: { source: string; error: string }[];
   /** The Sync metrics URL scraped (or tried), when the Sync baseline is on. */
   syncMetricsUrl?: string;
+  /** The gateway URLs scraped (or tried). */
+  gateways?: string[];
+  /** The shim's proxy mode (`proxied` | `direct`), when its admin API answered. */
+  shimMode?: string;
 }
 
 export const SHIM_SOURCE = 'shim';
@@ -77,6 +81,19 @@ export interface WindowSummary {
   /** Gateways with a delta. */
   gatewaysMeasured: number;
   upgrades: { sync: BackendUpgrades; bifrost: BackendUpgrades };
+  /**
+   * Sockets the flag sent to Bifrost that the shim sent to Sync (or answered
+   * 503) because no Bifrost node was usable (`bifrost_shim_fallbacks_total`),
+   * by reason; and the shim's socket decisions for Bifrost they are out of.
+   */
+  fallbacks?: { total: number; byReason: Record<string, number> };
+  bifrostSocketDecisions?: number;
+  /** Gateway URLs tried at least once during the window (`gatewaysMeasured` of them were read twice). */
+  gatewaysTried?: string[];
+  /** Why the gateways' last scrapes failed (URL: error). */
+  gatewayFailures?: string[];
+  /** The shim's proxy mode, when known. */
+  shimMode?: string | null;
   requests: { total: number; errors: number; byStatus: Record<string, number> };
   latencyBuckets: CumulativeBucket[];
   p99Ms: number | null;
@@ -112,6 +129,7 @@ export class MetricsSampler {
   private knownGateways: string[] = [];
   /** Sync's URL as the shim's admin API last named it. */
   private shimSyncUrl: string | undefined;
+  private shimMode: string | undefined;
 
   constructor(private readonly opts: SamplerOptions) {
     this.timeoutMs = opts.timeoutMs ?? 3000;
@@ -126,12 +144,13 @@ export class MetricsSampler {
   async scrape(): Promise<Scrape> {
     const sources = new Map<string, Sample[]>();
     const failures: Scrape['failures'] = [];
-    const { admin, sync } = this.opts;
-    if ((!this.opts.gatewayUrls || (sync && !sync.url)) && admin) {
+    const { admin } = this.opts;
+    if (admin) {
       try {
         const snap = await admin.rollout();
         if (!this.opts.gatewayUrls) this.knownGateways = snap.connections.nodes.map((n) => n.url.replace(/\/+$/, ''));
         if (snap.syncUrl) this.shimSyncUrl = snap.syncUrl;
+        this.shimMode = snap.mode;
       } catch (err) {
         failures.push({ source: 'shim node list', error: errText(err) });
       }
@@ -163,7 +182,7 @@ export class MetricsSampler {
       );
     }
     await Promise.all(jobs);
-    return { at: Date.now(), sources, failures, ...(syncMetricsUrl ? { syncMetricsUrl } : {}) };
+    return { at: Date.now(), sources, failures, gateways: [...this.knownGateways], ...(syncMetricsUrl ? { syncMetricsUrl } : {}), ...(this.shimMode ? { shimMode: this.shimMode } : {}) };
   }
 
   /** The Sync metrics URL the next scrape uses; null when the baseline is off. */
@@ -233,11 +252,21 @@ export class MetricsWindow {
   lastFailures: Scrape['failures'] = [];
   /** The Sync metrics URL of the last scrape that had one (the Sync baseline is on). */
   private syncMetricsUrl: string | null = null;
+  private readonly gatewaysTried = new Set<string>();
+  private readonly gatewayFailures = new Map<string, string>();
+  private shimMode: string | null = null;
 
   add(scrape: Scrape): void {
     this.scrapes += 1;
     this.lastFailures = scrape.failures;
     if (scrape.syncMetricsUrl) this.syncMetricsUrl = scrape.syncMetricsUrl;
+    if (scrape.shimMode) this.shimMode = scrape.shimMode;
+    for (const g of scrape.gateways ?? []) {
+      this.gatewaysTried.add(g);
+      const failed = scrape.failures.find((f) => f.source === g);
+      if (failed) this.gatewayFailures.set(g, failed.error);
+      else this.gatewayFailures.delete(g);
+    }
     for (const [source, samples] of scrape.sources) {
       const entry = { at: scrape.at, samples };
       if (!this.first.has(source)) this.first.set(source, entry);
@@ -251,10 +280,16 @@ export class MetricsWindow {
       shimMeasured: false,
       gatewaysMeasured: 0,
       upgrades: { sync: emptyUpgrades(), bifrost: emptyUpgrades() },
+      fallbacks: { total: 0, byReason: {} },
+      bifrostSocketDecisions: 0,
+      gatewaysTried: [...this.gatewaysTried],
+      gatewayFailures: [...this.gatewayFailures].map(([url, error]) => `${url}: ${error}`),
+      shimMode: this.shimMode,
       requests: { total: 0, errors: 0, byStatus: {} },
       latencyBuckets: [],
       p99Ms: null,
     };
+    const fallbacks = out.fallbacks!;
     const buckets = new Map<number, number>();
     const sync = { total: 0, errors: 0, byStatus: {} as Record<string, number> };
     const syncBuckets = new Map<number, number>();
@@ -267,6 +302,16 @@ export class MetricsWindow {
       if (source === SHIM_SOURCE) {
         out.shimMeasured = true;
         for (const s of d) {
+          if (s.name === 'bifrost_shim_fallbacks_total') {
+            const reason = s.labels.reason ?? 'unknown';
+            fallbacks.total += s.value;
+            fallbacks.byReason[reason] = (fallbacks.byReason[reason] ?? 0) + s.value;
+            continue;
+          }
+          if (s.name === 'bifrost_shim_decisions_total') {
+            if (s.labels.route === 'bifrost' && s.labels.source === 'socket') out.bifrostSocketDecisions = (out.bifrostSocketDecisions ?? 0) + s.value;
+            continue;
+          }
           if (s.name !== 'bifrost_shim_upgrades_total') continue;
           const backend = s.labels.backend === 'bifrost' ? 'bifrost' : s.labels.backend === 'sync' ? 'sync' : undefined;
           if (!backend) continue;

@@ -25,8 +25,21 @@
  */
 import type { WindowSummary } from './metrics-window.ts';
 
-/** `metrics-unavailable`: no source could be read during a whole step (the ramp never moves blind). */
-export type GuardName = 'upgrade-failures' | 'request-errors' | 'p99-latency' | 'metrics-unavailable';
+/**
+ * `metrics-unavailable`: no source could be read during a whole step (the ramp never moves blind).
+ * `bifrost-fallbacks`: sockets the flag sent to Bifrost went to Sync (or got a 503) because no Bifrost node was usable.
+ * `gateway-metrics-unavailable`, `bifrost-no-traffic`: judged when a step ends (`stepEndGuards`).
+ * `flag-not-applied`: the shim answered but did not apply the step's percentage (the runner checks it).
+ */
+export type GuardName =
+  | 'upgrade-failures'
+  | 'request-errors'
+  | 'p99-latency'
+  | 'bifrost-fallbacks'
+  | 'metrics-unavailable'
+  | 'gateway-metrics-unavailable'
+  | 'bifrost-no-traffic'
+  | 'flag-not-applied';
 
 export interface GuardLimits {
   /** 0..1. */
@@ -102,6 +115,32 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
     out.push({ guard: 'upgrade-failures', value: null, limit: limits.maxErrorRate, baseline: null, events: b.total, breached: false, text: `Bifrost upgrades: ${b.total} in the window (fewer than ${limits.minRequests}: not judged)` });
   }
 
+  // Fallbacks: a Bifrost-routed socket the shim could not send to any Bifrost node. Sync took it (or the
+  // client got a 503), so the upgrade guard never sees it as Bifrost's. No --min-requests floor: one
+  // fallback means the shim found no usable node; the rate over Bifrost socket decisions still has to
+  // exceed --max-error-rate (a node refusing once among thousands is not a breach).
+  const fb = w.fallbacks ?? { total: 0, byReason: {} };
+  const decided = w.bifrostSocketDecisions ?? 0;
+  if (fb.total > 0) {
+    const of = Math.max(decided, fb.total);
+    const rate = fb.total / of;
+    const breached = rate > limits.maxErrorRate;
+    const why = Object.entries(fb.byReason)
+      .map(([reason, n]) => `${reason} ×${n}`)
+      .join(', ');
+    out.push({
+      guard: 'bifrost-fallbacks',
+      value: rate,
+      limit: limits.maxErrorRate,
+      baseline: null,
+      events: of,
+      breached,
+      text: `${fb.total} of ${of} sockets routed to Bifrost fell back to Sync or 503 because no Bifrost node was usable (${why}; ${pct(rate)}) ${breached ? '>' : 'within'} limit ${pct(limits.maxErrorRate)}`,
+    });
+  } else {
+    out.push({ guard: 'bifrost-fallbacks', value: decided > 0 ? 0 : null, limit: limits.maxErrorRate, baseline: null, events: decided, breached: false, text: `no fallbacks (${decided} sockets routed to Bifrost)` });
+  }
+
   const sb = requestBaseline(w, limits.minRequests);
   const skipped = sb && 'skipped' in sb ? sb.skipped : undefined;
   const note = skipped ? ` (${skipped})` : '';
@@ -145,6 +184,59 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
       });
     } else {
       out.push({ guard: 'p99-latency', value: null, limit: limits.maxP99Ms, baseline: null, events: observed, breached: false, text: `latency: ${observed} requests in the window (fewer than ${limits.minRequests}: not judged)` });
+    }
+  }
+  return out;
+}
+
+/** Below this many expected Bifrost upgrades, seeing none is not suspicious (at 1 % with 40 Sync upgrades, 0 Bifrost is normal). */
+export const NO_TRAFFIC_EXPECTED_MIN = 5;
+
+/**
+ * What a step must show before the ramp moves past it, judged on the whole
+ * step's window once its time is up (the ramp never advances blind):
+ *
+ * - `metrics-unavailable`: no source at all could be read;
+ * - `gateway-metrics-unavailable`: there are Bifrost gateways to watch (the
+ *   shim's node list or --gateway-url) but none of their /metrics could be
+ *   read twice during the step — request errors and p99 were never judged;
+ *   or, at a percentage above 0, there is no gateway to watch at all;
+ * - `bifrost-no-traffic` (shim in proxied mode): Bifrost took no socket and
+ *   no request during the step while Sync took enough upgrades that, at this
+ *   percentage, at least NO_TRAFFIC_EXPECTED_MIN should have reached Bifrost
+ *   (expected = Sync upgrades × p / (100 − p); any Sync upgrade at 100 %).
+ *
+ * Each is a breach: the step rolls back with the reason.
+ */
+export function stepEndGuards(w: WindowSummary, percent: number, failures: { source: string; error: string }[]): GuardReading[] {
+  const out: GuardReading[] = [];
+  if (!w.shimMeasured && w.gatewaysMeasured === 0) {
+    const why = failures.map((f) => `${f.source}: ${f.error}`).join('; ') || 'no metrics sources';
+    return [{ guard: 'metrics-unavailable', value: null, limit: null, baseline: null, events: 0, breached: true, text: `no metrics could be read during the step (${why})` }];
+  }
+  const tried = w.gatewaysTried ?? [];
+  if (w.gatewaysMeasured === 0 && (tried.length > 0 || percent > 0)) {
+    const text =
+      tried.length > 0
+        ? `no Bifrost gateway's /metrics could be read during the step (${(w.gatewayFailures ?? []).join('; ') || tried.join(', ')}): request errors and p99 were not judged, so the step does not pass`
+        : `no Bifrost gateway to watch at ${percent}% (the shim lists no node and no --gateway-url was given): request errors and p99 cannot be judged`;
+    out.push({ guard: 'gateway-metrics-unavailable', value: null, limit: null, baseline: null, events: 0, breached: true, text });
+  }
+  const b = w.upgrades.bifrost;
+  const bifrostSeen = Object.values(b.byOutcome).reduce((a, n) => a + n, 0) + w.requests.total;
+  const syncUpgrades = w.upgrades.sync.total;
+  if (w.shimMeasured && w.shimMode !== 'direct' && percent > 0 && bifrostSeen === 0 && syncUpgrades > 0) {
+    const expected = percent >= 100 ? Infinity : (syncUpgrades * percent) / (100 - percent);
+    if (expected >= NO_TRAFFIC_EXPECTED_MIN) {
+      out.push({
+        guard: 'bifrost-no-traffic',
+        value: 0,
+        limit: null,
+        baseline: null,
+        events: syncUpgrades,
+        breached: true,
+        text: `Bifrost took no socket and no request during the step while Sync took ${syncUpgrades} upgrades: at ${percent}% ${Number.isFinite(expected) ? `about ${Math.round(expected)}` : 'all of them'} should have reached Bifrost (is the shim applying the flag? are Bifrost's nodes usable?)`,
+      });
     }
   }
   return out;

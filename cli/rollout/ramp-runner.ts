@@ -13,20 +13,34 @@
  * - a killed runner leaves phase `running` with a dead lease; running the same
  *   command again (or `--resume`) takes the lease over and continues the same
  *   step with the time already watched;
- * - a second runner finds a live lease and is refused.
+ * - a second runner finds a live lease and is refused;
+ * - a breach first records phase `rolling-back` (where to, why), then writes
+ *   the flag, retrying with backoff for up to 15 minutes (a line per retry),
+ *   then waits for the shim to report the new percentage, then drains. A
+ *   rollback whose write never landed (or whose process died) stays
+ *   `rolling-back`: `--resume` finishes it instead of applying the breaching
+ *   step again.
+ *
+ * A new ramp only moves forward: a first step below the current percentage
+ * is refused, and a rollback never goes above the step that breached. Every
+ * step is confirmed applied by the shim (`GET /api/rollout`) before it is
+ * watched. Flag reads and writes and store calls are retried (retry.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { AbortError } from 'p-retry';
 import { CliError, EXIT_USAGE } from '../output.ts';
 import { processIdentity } from '../pid.ts';
-import type { FlagTarget } from './flag-target.ts';
+import type { FlagTarget, FlagWriteResult } from './flag-target.ts';
 import { MetricsWindow, SYNC_SOURCE, type Scrape } from './metrics-window.ts';
 import type { RampReporter, RampView } from './progress-bar.ts';
-import { breaches, evaluateGuards, summarizeReadings, type GuardReading } from './ramp-guards.ts';
+import { breaches, evaluateGuards, stepEndGuards, summarizeReadings, type GuardReading } from './ramp-guards.ts';
 import { describePlan, formatDuration, samePlan, type RampPlan } from './ramp-plan.ts';
-import { RAMP_FORMAT, leaseAlive, timeLeftMs, unfinished, withEvent, type RampDoc, type RampLease } from './ramp-state.ts';
+import { RAMP_FORMAT, leaseAlive, timeLeftMs, unfinished, withEvent, type PendingRollback, type RampDoc, type RampLease } from './ramp-state.ts';
 import type { RampStore } from './ramp-store.ts';
+import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from './retry.ts';
+import { waitUntilApplied, type ApplyCheck } from './shim-apply.ts';
 import type { DrainAnswer, ShimAdminClient } from './shim-admin-client.ts';
 
 export interface RampRequest {
@@ -53,9 +67,18 @@ export interface RampDeps {
   tickMs?: number;
   /** Metrics scrape period (default interval/6, within 250 ms..15 s). */
   sampleEveryMs?: number;
+  /** How long the shim gets to report a written percentage (default 10 s). */
+  applyTimeoutMs?: number;
+  /** Retry budget of flag reads and writes and store calls (default ROUTINE_RETRY_MS). */
+  retryMs?: number;
+  /** Retry budget of the rollback write (default ROLLBACK_RETRY_MS). */
+  rollbackRetryMs?: number;
+  /** First wait between retries (default 250 ms; tests shorten it). */
+  retryMinWaitMs?: number;
 }
 
-export type RampOutcomeKind = 'completed' | 'rolled-back' | 'stopped' | 'interrupted' | 'lost-lease';
+/** `rollback-unfinished`: a breach decided a rollback whose write never landed; the ramp stays `rolling-back`. */
+export type RampOutcomeKind = 'completed' | 'rolled-back' | 'rollback-unfinished' | 'stopped' | 'interrupted' | 'lost-lease';
 
 export interface RampOutcome {
   kind: RampOutcomeKind;
@@ -69,6 +92,8 @@ export interface RampOutcome {
   breaches: GuardReading[];
   rolledBackTo?: number;
   drain?: DrainAnswer | { error: string };
+  /** Whether the shim reported the rollback's percentage (when a shim admin client was given). */
+  applyCheck?: ApplyCheck;
   message: string;
 }
 
@@ -121,6 +146,9 @@ export function describeSyncBaseline(scrape: Scrape): string {
   return `Sync baseline: ${scrape.syncMetricsUrl} (request errors and p99 breach only when also worse than Sync's, once Sync carries --min-requests requests)`;
 }
 
+/** Ctrl-C (the signal) while waiting on a retry or on the shim: leave the ramp resumable. */
+class Interrupted extends Error {}
+
 class Stop extends Error {
   constructor(
     readonly kind: 'stopped' | 'lost-lease',
@@ -130,6 +158,18 @@ class Stop extends Error {
   }
 }
 
+/**
+ * Where a breach at `stepPercent` rolls back to: `--rollback-to`, else the
+ * last good step — never above the breaching step (a `--rollback-to` at or
+ * above it falls back to the last good step, which the ramp keeps below it).
+ */
+export function rollbackTarget(plan: Pick<RampPlan, 'rollbackTo'>, lastGoodPercent: number, stepPercent: number): { to: number; why: string } {
+  const lastGood = Math.min(lastGoodPercent, stepPercent);
+  if (plan.rollbackTo !== null && plan.rollbackTo < stepPercent) return { to: plan.rollbackTo, why: '--rollback-to' };
+  if (plan.rollbackTo !== null) return { to: lastGood, why: `last good step; --rollback-to ${plan.rollbackTo}% is not below the breaching ${stepPercent}%` };
+  return { to: lastGood, why: 'last good step' };
+}
+
 export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOutcome> {
   const { store, flag, reporter } = deps;
   const host = deps.host ?? hostname();
@@ -137,14 +177,27 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
   const staleMs = deps.leaseStaleMs ?? 15_000;
   const me: RampLease = { id: randomUUID(), pid, host, process: processIdentity(pid), startedAt: new Date().toISOString(), heartbeatAt: Date.now() };
 
-  const flagNow = await flag.read();
+  const retryMs = deps.retryMs ?? ROUTINE_RETRY_MS;
+  const onRetry = (line: string) => reporter.event(`retry: ${line}`);
+  /** A routine call (flag read or write, store call), retried while its failure may be transient. */
+  const routine = <T>(what: string, fn: () => Promise<T>): Promise<T> => retrying(what, fn, { forMs: retryMs, minWaitMs: deps.retryMinWaitMs, signal: deps.signal, onRetry });
 
-  type Acquired = { doc: RampDoc; resumed: boolean } | { refused: RampDoc } | { conflict: RampDoc } | { nothing: RampDoc | null };
-  const acquired = await store.update<Acquired>((cur) => {
+  const flagNow = await routine('reading the flag', () => flag.read());
+
+  type Acquired = { doc: RampDoc; resumed: boolean } | { refused: RampDoc } | { conflict: RampDoc } | { pendingRollback: RampDoc } | { below: number } | { nothing: RampDoc | null };
+  const acquired = await routine(`updating the ramp state (${store.description})`, () => store.update<Acquired>((cur) => {
     const now = new Date();
     const lease = { ...me, heartbeatAt: now.getTime() };
     const u = unfinished(cur);
     if (u && leaseAlive(u.owner, { now: now.getTime(), host, staleMs })) return { result: { refused: u } };
+    if (u && u.phase === 'rolling-back') {
+      // A rollback that never landed is finished, never discarded (not even by --restart).
+      if (!req.restart && (req.resume || (req.plan && samePlan(u.plan, req.plan)))) {
+        const next = withEvent({ ...u, owner: lease, updatedAt: now.toISOString() }, { event: 'resumed', percent: u.percent, detail: `finishing the rollback to ${u.rollback?.to}%, by pid ${pid} on ${host}` }, now);
+        return { next, result: { doc: next, resumed: true } };
+      }
+      return { result: { pendingRollback: u } };
+    }
     if (u && !req.restart) {
       if (req.resume || (req.plan && samePlan(u.plan, req.plan))) {
         const next = withEvent({ ...u, owner: lease, updatedAt: now.toISOString() }, { event: 'resumed', percent: u.percent, detail: `by pid ${pid} on ${host}` }, now);
@@ -153,9 +206,27 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       return { result: { conflict: u } };
     }
     if (!req.plan) return { result: { nothing: cur } };
+    // A ramp only moves forward: starting below the current percentage would move users back to Sync,
+    // and its "last good" (the current percentage) would sit above its own steps.
+    if (req.plan.steps[0]! < flagNow.percent) return { result: { below: flagNow.percent } };
     const next = newDoc(req.plan, flagNow.percent, lease, now);
     return { next, result: { doc: next, resumed: false } };
-  });
+  }));
+  if ('below' in acquired) {
+    const steps = req.plan!.steps;
+    const above = steps.filter((p) => p > acquired.below);
+    throw new CliError(
+      `the rollout is at ${acquired.below}% and the first step is ${steps[0]}%: a ramp only moves forward — give steps from ${acquired.below}% up${above.length ? ` (e.g. --steps ${above.join(',')})` : ''}, or lower the rollout first with \`bifrost rollout set\``,
+      EXIT_USAGE,
+    );
+  }
+  if ('pendingRollback' in acquired) {
+    const u = acquired.pendingRollback;
+    throw new CliError(
+      `the ramp ${describePlan(u.plan)} breached at ${u.rollback?.from ?? u.percent}% and its rollback to ${u.rollback?.to}% is not confirmed written (the flag may still be at ${u.rollback?.from ?? u.percent}%): finish it with \`bifrost rollout ramp --resume\` (or go to 0% with \`bifrost rollout rollback\`) before starting another ramp`,
+      EXIT_USAGE,
+    );
+  }
   if ('refused' in acquired) {
     const u = acquired.refused;
     throw new CliError(
@@ -200,12 +271,13 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
 
   /** Applies a change to our ramp document if we still own it and it still runs. */
   const mine = async (change: (cur: RampDoc) => RampDoc): Promise<RampDoc> => {
-    const r = await store.update<{ doc: RampDoc } | { stop: Stop }>((cur) => {
+    const r = await routine(`updating the ramp state (${store.description})`, () => store.update<{ doc: RampDoc } | { stop: Stop }>((cur) => {
+      // Ended from elsewhere (`rollout rollback` also clears the owner): stopped, not a lost lease.
+      if (cur && cur.id === doc.id && cur.phase !== 'running') return { result: { stop: new Stop('stopped', cur) } };
       if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: { stop: new Stop('lost-lease', cur) } };
-      if (cur.phase !== 'running') return { result: { stop: new Stop('stopped', cur) } };
       const next = change(cur);
       return { next, result: { doc: next } };
-    });
+    }));
     if ('stop' in r) throw r.stop;
     doc = { ...r.doc, version: r.doc.version + 1 };
     return doc;
@@ -225,6 +297,29 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     readings,
   });
 
+  const applyTimeoutMs = deps.applyTimeoutMs;
+  /** Waits for the shim to report `percent`; null without an admin client. */
+  const confirm = async (percent: number, bucketBy: FlagWriteResult['bucketBy'] | undefined): Promise<ApplyCheck | null> => {
+    if (!deps.admin) return null;
+    const c = await waitUntilApplied(deps.admin, flag, { percent, bucketBy }, { timeoutMs: applyTimeoutMs, signal: deps.signal });
+    if (deps.signal?.aborted) throw new Interrupted();
+    if (c.state === 'no-shim') reporter.event(`warning: ${c.message}`);
+    return c;
+  };
+
+  if (doc.phase === 'rolling-back' && doc.rollback) {
+    reporter.event(`finishing the unfinished rollback of the ramp ${describePlan(plan)}: ${doc.rollback.to}% (it breached at ${doc.rollback.from}%)`);
+    try {
+      return await finishRollback(doc.rollback, doc.breaches);
+    } catch (err) {
+      if (!(err instanceof Interrupted)) throw err;
+      await store.update((cur) => (cur && cur.id === doc.id && cur.owner?.id === me.id ? { next: { ...cur, owner: null }, result: null } : { result: null })).catch(() => {});
+      return outcome('interrupted', doc, `interrupted while waiting for the shim; the rollback to ${doc.rollback.to}% was written — \`bifrost rollout ramp --resume\` records it and drains`);
+    } finally {
+      reporter.done();
+    }
+  }
+
   if (resumed) {
     reporter.event(`resuming the ramp ${describePlan(plan)} at ${describeStep(doc)}, ${formatDuration(doc.stepElapsedMs)} of ${formatDuration(plan.intervalMs)} already watched${doc.paused ? ' (paused)' : ''}`);
   } else {
@@ -234,15 +329,22 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
   try {
     while (doc.stepIndex < plan.steps.length) {
       const target = plan.steps[doc.stepIndex]!;
-      const current = await flag.read();
+      const current = await routine('reading the flag', () => flag.read());
       const bucketBy = plan.bucketBy ?? current.bucketBy;
       if (current.percent !== target || current.bucketBy !== bucketBy) {
-        const w = await flag.write({ percent: target, bucketBy, comment: `bifrost rollout ramp: ${describeStep(doc)}` });
+        // Still ours and still running right before the write (`rollout rollback` may have ended the ramp).
+        await mine((cur) => ({ ...cur, updatedAt: new Date().toISOString() }));
+        const w = await routine(`writing ${target}% to ${flag.description}`, () => flag.write({ percent: target, bucketBy, comment: `bifrost rollout ramp: ${describeStep(doc)}` }));
         for (const n of w.notes) reporter.event(`note: ${n}`);
       }
       applied.push(target);
       await mine((cur) => withEvent({ ...cur, percent: target, updatedAt: new Date().toISOString() }, { event: 'step', percent: target, detail: describeStep(cur) }));
-      reporter.event(`${describeStep(doc)}: ${target}% of ${bucketBy === 'team' ? 'teams' : 'users'} on Bifrost; watching for ${formatDuration(plan.intervalMs - doc.stepElapsedMs)}`);
+      const check = await confirm(target, bucketBy);
+      if (check?.state === 'not-applied') {
+        readings = [{ guard: 'flag-not-applied', value: null, limit: null, baseline: null, events: 0, breached: true, text: check.message }];
+        return await rollBack(breaches(readings));
+      }
+      reporter.event(`${describeStep(doc)}: ${target}% of ${bucketBy === 'team' ? 'teams' : 'users'} on Bifrost${check?.state === 'applied' ? ` (the shim applied it after ${formatDuration(check.afterMs)})` : ''}; watching for ${formatDuration(plan.intervalMs - doc.stepElapsedMs)}`);
 
       const window = new MetricsWindow();
       const windowSince = Date.now();
@@ -290,13 +392,12 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
           window.add(await deps.sampler.scrape());
           const summary = window.summary();
           readings = evaluateGuards(summary, limits);
-          await publishReadings(windowSince);
           const bad = breaches(readings);
-          if (stepDone && bad.length === 0 && !summary.shimMeasured && summary.gatewaysMeasured === 0) {
-            const why = window.lastFailures.map((f) => `${f.source}: ${f.error}`).join('; ') || 'no metrics sources';
-            readings = [...readings, { guard: 'metrics-unavailable', value: null, limit: null, baseline: null, events: 0, breached: true, text: `no metrics could be read during the step (${why})` }];
-          }
+          // The step's end: it passes only if Bifrost was actually seen (gateways read, traffic reached it).
+          if (stepDone && bad.length === 0) readings = [...readings, ...stepEndGuards(summary, target, window.lastFailures)];
+          // A breach rolls back first: a store that is down must not hold the rollback up.
           if (breaches(readings).length > 0) return await rollBack(breaches(readings));
+          await publishReadings(windowSince);
         }
         reporter.tick(view());
         if (stepDone) break;
@@ -318,37 +419,113 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       if (err.kind === 'stopped') return outcome('stopped', d, `the ramp was ended from elsewhere (${d.outcome ?? d.phase}); this process stops without touching the flag`);
       return outcome('lost-lease', d, `this process lost the ramp's lease (${d ? describeOwner(d) : 'state gone'}); it stops without touching the flag`);
     }
-    // Unexpected failure (flag write, store): release the lease so the ramp can be resumed.
-    await store
-      .update((cur) => (cur && cur.id === doc.id && cur.owner?.id === me.id ? { next: withEvent({ ...cur, owner: null }, { event: 'failed', detail: (err as Error).message }), result: null } : { result: null }))
-      .catch(() => {});
+    // Unexpected failure (flag write, store) after its retries, or Ctrl-C during one: release the lease so the ramp can be resumed.
+    const interrupted = err instanceof Interrupted || deps.signal?.aborted === true;
+    const released = await store
+      .update<RampDoc | null>((cur) => {
+        if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: null };
+        const next = withEvent({ ...cur, owner: null }, interrupted ? { event: 'interrupted', percent: cur.percent, detail: describeStep(cur) } : { event: 'failed', detail: (err as Error).message });
+        return { next, result: next };
+      })
+      .catch(() => null);
+    if (interrupted) {
+      const at = released ?? doc;
+      return outcome('interrupted', at, `ramp interrupted at ${describeStep(at)}; the rollout stays at ${at.percent}% — continue with \`bifrost rollout ramp --resume\``);
+    }
+    if (err instanceof CliError) throw new CliError(`${err.message} — the ramp stopped at ${describeStep(doc)} with the rollout at ${doc.percent}%; continue it with \`bifrost rollout ramp --resume\` or end it with \`bifrost rollout rollback\``, err.exitCode);
     throw err;
   }
 
   async function rollBack(bad: GuardReading[]): Promise<RampOutcome> {
-    const to = plan.rollbackTo ?? doc.lastGoodPercent;
+    const stepPercent = plan.steps[Math.min(doc.stepIndex, plan.steps.length - 1)]!;
+    const { to, why } = rollbackTarget(plan, doc.lastGoodPercent, stepPercent);
     reporter.done();
     for (const b of bad) reporter.event(`guard breached at ${describeStep(doc)}: ${b.text}`);
-    const w = await flag.write({ percent: to, bucketBy: plan.bucketBy ?? undefined, comment: `bifrost rollout ramp: guard breached at ${describeStep(doc)}, rolled back to ${to}%` });
-    const message = `rolled back to ${to}% (${plan.rollbackTo !== null ? '--rollback-to' : 'last good step'}) after ${bad.map((b) => b.guard).join(', ')} breached at ${describeStep(doc)}`;
-    const final = await store.update<RampDoc>((cur) => {
-      // Ended meanwhile by `rollout rollback`: its record stands.
-      if (cur && cur.id === doc.id && cur.phase !== 'running') return { result: cur };
-      const base = cur && cur.id === doc.id ? cur : doc;
-      const next = withEvent(
-        { ...base, phase: 'rolled-back', percent: w.percent, breaches: bad, owner: null, finishedAt: new Date().toISOString(), updatedAt: new Date().toISOString(), outcome: message },
-        { event: 'rolled-back', percent: w.percent, detail: bad.map((b) => b.text).join('; ') },
+    const message = `rolled back to ${to}% (${why}) after ${bad.map((b) => b.guard).join(', ')} breached at ${describeStep(doc)}`;
+    const pending: PendingRollback = { to, from: stepPercent, message, decidedAt: new Date().toISOString() };
+    // Record the decision first: if the write below never lands (or this process dies), --resume finishes it.
+    try {
+      const r = await routine(`recording the rollback (${store.description})`, () =>
+        store.update<{ doc: RampDoc } | { stop: Stop }>((cur) => {
+          if (cur && cur.id === doc.id && cur.phase !== 'running') return { result: { stop: new Stop('stopped', cur) } };
+          if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: { stop: new Stop('lost-lease', cur) } };
+          const next = withEvent({ ...cur, phase: 'rolling-back', rollback: pending, breaches: bad, updatedAt: new Date().toISOString() }, { event: 'rolling-back', percent: to, detail: bad.map((b) => b.text).join('; ') });
+          return { next, result: { doc: next } };
+        }),
       );
-      return { next, result: next };
-    });
+      if ('stop' in r) throw r.stop;
+      doc = { ...r.doc, version: r.doc.version + 1 };
+    } catch (err) {
+      if (err instanceof Stop) throw err; // ended elsewhere: its record and its flag write stand
+      reporter.event(`warning: could not record the rollback in ${store.description} (${errorText(err)}); writing the flag anyway`);
+    }
+    return finishRollback(pending, bad);
+  }
+
+  /** Writes the rollback (retrying for long), waits for the shim to apply it, records it, drains. */
+  async function finishRollback(pending: PendingRollback, bad: GuardReading[]): Promise<RampOutcome> {
+    const { to } = pending;
+    reporter.event(`rolling back to ${to}% on ${flag.description}`);
+    let w: FlagWriteResult;
+    try {
+      w = await retrying(
+        `writing the rollback to ${to}%`,
+        async () => {
+          // Stop if someone else took the ramp over meanwhile (`rollout rollback` ends it and writes 0% itself).
+          const cur = await store.read().catch(() => undefined); // the store being down must not stop the rollback
+          if (cur !== undefined && (!cur || cur.id !== doc.id || cur.owner?.id !== me.id || (cur.phase !== 'rolling-back' && cur.phase !== 'running'))) {
+            throw new AbortError(new Stop('stopped', cur));
+          }
+          return flag.write({ percent: to, bucketBy: plan.bucketBy ?? undefined, comment: `bifrost rollout ramp: guard breached at ${pending.from}%, rolled back to ${to}%` });
+        },
+        { forMs: deps.rollbackRetryMs ?? ROLLBACK_RETRY_MS, all: true, minWaitMs: deps.retryMinWaitMs, signal: deps.signal, onRetry },
+      );
+    } catch (err) {
+      if (err instanceof Stop) {
+        const d = err.doc ?? doc;
+        return outcome('stopped', d, `the ramp was ended from elsewhere (${d.outcome ?? d.phase}) while rolling back; this process stops without touching the flag`, { breaches: bad });
+      }
+      await store
+        .update((cur) => (cur && cur.id === doc.id && cur.owner?.id === me.id ? { next: withEvent({ ...cur, owner: null }, { event: 'rollback-write-failed', percent: to, detail: errorText(err) }), result: null } : { result: null }))
+        .catch(() => {});
+      return outcome(
+        'rollback-unfinished',
+        doc,
+        `could not write the rollback to ${to}% to ${flag.description} (${deps.signal?.aborted ? 'interrupted' : errorText(err)}): the rollout may still be at ${pending.from}% — the ramp is recorded as rolling back; \`bifrost rollout ramp --resume\` finishes it (or \`bifrost rollout rollback\` goes to 0%)`,
+        { breaches: bad },
+      );
+    }
+    const applyCheck = (await confirm(to, w.bucketBy)) ?? undefined;
+    let final = doc;
+    try {
+      final = await routine(`recording the rollback (${store.description})`, () =>
+        store.update<RampDoc>((cur) => {
+          // Ended meanwhile by `rollout rollback`: its record stands.
+          if (cur && cur.id === doc.id && cur.phase !== 'running' && cur.phase !== 'rolling-back') return { result: cur };
+          const base = cur && cur.id === doc.id ? cur : doc;
+          const next = withEvent(
+            { ...base, phase: 'rolled-back', percent: w.percent, breaches: bad, rollback: pending, owner: null, finishedAt: new Date().toISOString(), updatedAt: new Date().toISOString(), outcome: pending.message },
+            { event: 'rolled-back', percent: w.percent, detail: bad.map((b) => b.text).join('; ') },
+          );
+          return { next, result: next };
+        }),
+      );
+    } catch (err) {
+      reporter.event(`warning: the flag is at ${to}% but the ramp state could not be updated (${errorText(err)}); \`bifrost rollout ramp --resume\` records it`);
+    }
     let drain: RampOutcome['drain'];
     if (deps.admin) {
-      try {
-        drain = await deps.admin.drain({ scope: 'changed' });
-      } catch (err) {
-        drain = { error: (err as Error).message };
+      if (applyCheck && applyCheck.state !== 'applied') {
+        // Before the shim applies the new percentage a drain moves nobody: say so rather than "0 queued".
+        drain = { error: `not asked: ${applyCheck.message}` };
+      } else {
+        try {
+          drain = await deps.admin.drain({ scope: 'changed' });
+        } catch (err) {
+          drain = { error: (err as Error).message };
+        }
       }
     }
-    return outcome('rolled-back', final, message, { rolledBackTo: to, drain, breaches: bad });
+    return outcome('rolled-back', final, pending.message, { rolledBackTo: to, drain, breaches: bad, applyCheck });
   }
 }

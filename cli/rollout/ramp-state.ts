@@ -20,8 +20,25 @@ import type { RampPlan } from './ramp-plan.ts';
 
 export const RAMP_FORMAT = 'bifrost-rollout-ramp';
 
-/** `running` = unfinished (maybe paused, maybe without a live owner after a kill). */
-export type RampPhase = 'running' | 'completed' | 'rolled-back';
+/**
+ * `running` = unfinished (maybe paused, maybe without a live owner after a kill).
+ * `rolling-back` = a guard breached and the rollback to `rollback.to` is not
+ * confirmed written yet (the write is being retried, or its process died):
+ * `rollout ramp --resume` (or `rollout rollback`) finishes it — a rollback is
+ * never dropped and the breaching step never applied again.
+ */
+export type RampPhase = 'running' | 'rolling-back' | 'completed' | 'rolled-back';
+
+/** The rollback a breach decided, kept until the flag is confirmed written. */
+export interface PendingRollback {
+  /** The percentage to go back to. */
+  to: number;
+  /** The step percentage that breached. */
+  from: number;
+  /** The outcome line once done. */
+  message: string;
+  decidedAt: string;
+}
 
 export interface RampLease {
   id: string;
@@ -66,6 +83,8 @@ export interface RampDoc {
   outcome: string | null;
   /** The guard readings that breached (rolled back by a guard). */
   breaches: GuardReading[];
+  /** Set while `phase` is `rolling-back` (and kept after, for the record). */
+  rollback?: PendingRollback | null;
   /**
    * The running ramp's latest guard readings for the current step: what it
    * decides on (Sync as a baseline included). Written at each sample, so the
@@ -110,9 +129,9 @@ export function leaseAlive(lease: RampLease | null | undefined, c: LeaseCheck): 
   return true;
 }
 
-/** The unfinished ramp (phase running), or null. */
+/** The unfinished ramp (phase running or rolling-back), or null. */
 export function unfinished(doc: RampDoc | null): RampDoc | null {
-  return doc && doc.phase === 'running' ? doc : null;
+  return doc && (doc.phase === 'running' || doc.phase === 'rolling-back') ? doc : null;
 }
 
 /** Checks the shape of a stored ramp document; returns what is wrong, or null. */
@@ -121,7 +140,8 @@ export function rampDocProblem(v: unknown): string | null {
   const d = v as Partial<RampDoc>;
   if (d.format !== RAMP_FORMAT) return `"format" is not "${RAMP_FORMAT}"`;
   if (typeof d.version !== 'number') return '"version" must be a number';
-  if (d.phase !== 'running' && d.phase !== 'completed' && d.phase !== 'rolled-back') return `"phase" must be running, completed or rolled-back`;
+  if (d.phase !== 'running' && d.phase !== 'rolling-back' && d.phase !== 'completed' && d.phase !== 'rolled-back') return `"phase" must be running, rolling-back, completed or rolled-back`;
+  if (d.phase === 'rolling-back' && (!d.rollback || typeof d.rollback.to !== 'number')) return '"rollback" must say where a rolling-back ramp goes';
   if (!d.plan || !Array.isArray(d.plan.steps) || typeof d.plan.intervalMs !== 'number') return '"plan" must hold steps and intervalMs';
   if (typeof d.stepIndex !== 'number' || d.stepIndex < 0 || d.stepIndex > d.plan.steps.length) return '"stepIndex" is out of range';
   if (typeof d.stepElapsedMs !== 'number') return '"stepElapsedMs" must be a number';

@@ -12,6 +12,7 @@ import { writeFileAtomic } from '../../proxy/flags-file.ts';
 import { CliError, EXIT_USAGE } from '../output.ts';
 import { rampDocProblem, type RampDoc } from './ramp-state.ts';
 import type { RampDecision, RampStore } from './ramp-store.ts';
+import { TransientError } from './retry.ts';
 
 export const DEFAULT_RAMP_FILE = '.bifrost/ramp.json';
 
@@ -55,7 +56,7 @@ export class FileRampStore implements RampStore {
         retries: { retries: Math.ceil(this.lockWaitMs / 50), minTimeout: 5, maxTimeout: 100, factor: 1.3, randomize: true },
       });
     } catch (err) {
-      throw new CliError(`could not lock ${this.file} (${(err as Error).message}); retry in a moment`, EXIT_USAGE);
+      throw new TransientError(`could not lock ${this.file} (${(err as Error).message}); retry in a moment`);
     }
     try {
       const current = await this.read();

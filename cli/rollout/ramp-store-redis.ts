@@ -8,6 +8,7 @@
 import { Redis } from 'ioredis';
 import { CliError, EXIT_USAGE } from '../output.ts';
 import { rampDocProblem, type RampDoc } from './ramp-state.ts';
+import { TransientError } from './retry.ts';
 import type { RampDecision, RampStore } from './ramp-store.ts';
 
 export const DEFAULT_ROLLOUT_PREFIX = 'bifrost:rollout:';
@@ -35,7 +36,6 @@ export class RedisRampStore implements RampStore {
   readonly description: string;
   readonly key: string;
   private readonly redis: RedisWithScript;
-  private connected?: Promise<void>;
 
   constructor(
     readonly url: string,
@@ -44,21 +44,41 @@ export class RedisRampStore implements RampStore {
   ) {
     this.key = `${prefix}ramp`;
     this.description = `redis ${redactUrl(url)} (key ${this.key})`;
-    this.redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2, retryStrategy: (times) => (times > 3 ? null : 100 * times) }) as RedisWithScript;
+    // ioredis's default reconnect strategy (a capped backoff, forever): a blip
+    // longer than a few hundred ms must not leave this long-lived connection
+    // dead for the rest of a ramp. A command waits through at most
+    // `maxRetriesPerRequest` reconnects, then fails (TransientError), and the
+    // caller retries it with its own budget (retry.ts).
+    this.redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 3 }) as RedisWithScript;
     this.redis.on('error', () => {}); // surfaced by the failing command
     this.redis.defineCommand('bifrostRampCas', { numberOfKeys: 1, lua: COMPARE_AND_SET });
   }
 
-  private ready(): Promise<void> {
-    this.connected ??= this.redis.connect().catch((err: Error) => {
-      throw new CliError(`cannot reach Redis at ${redactUrl(this.url)} (REDIS_URL): ${err.message}`, EXIT_USAGE);
+  /** Connects on first use; after that ioredis reconnects by itself and commands wait in its offline queue. */
+  private async ready(): Promise<void> {
+    if (this.redis.status !== 'wait') return;
+    await this.redis.connect().catch((err: Error) => {
+      throw this.unreachable(err);
     });
-    return this.connected;
+  }
+
+  private unreachable(err: unknown): TransientError {
+    return new TransientError(`cannot reach Redis at ${redactUrl(this.url)} (REDIS_URL): ${(err as Error).message}`);
+  }
+
+  /** Runs a Redis command; a connection failure becomes a TransientError (one clear line, retried by callers). */
+  private async command<T>(run: () => Promise<T>): Promise<T> {
+    await this.ready();
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      throw this.unreachable(err);
+    }
   }
 
   async read(): Promise<RampDoc | null> {
-    await this.ready();
-    const raw = await this.redis.get(this.key);
+    const raw = await this.command(() => this.redis.get(this.key));
     if (raw === null) return null;
     let doc: unknown;
     try {
@@ -77,16 +97,16 @@ export class RedisRampStore implements RampStore {
       const { next, result } = decide(current);
       if (!next) return result;
       const expected = current?.version ?? 0;
-      const applied = await this.redis.bifrostRampCas(this.key, String(expected), JSON.stringify({ ...next, version: expected + 1 }));
+      const applied = await this.command(() => this.redis.bifrostRampCas(this.key, String(expected), JSON.stringify({ ...next, version: expected + 1 })));
       if (applied === 1) return result;
       if (applied === -1) throw new CliError(`Redis key ${this.key} is corrupt (not JSON); it was left untouched`, EXIT_USAGE);
       await new Promise((r) => setTimeout(r, Math.random() * 10 * Math.min(attempt, 10)));
     }
-    throw new CliError(`could not update ${this.key}: too many concurrent writers; retry`, EXIT_USAGE);
+    throw new TransientError(`could not update ${this.key}: too many concurrent writers; retry`);
   }
 
   async close(): Promise<void> {
-    if (this.connected) await this.redis.quit().catch(() => this.redis.disconnect());
+    if (this.redis.status === 'ready') await this.redis.quit().catch(() => this.redis.disconnect());
     else this.redis.disconnect();
   }
 }

@@ -65,6 +65,10 @@ export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdminCli
 export function describeRamp(r: NonNullable<RolloutStatus['ramp']>, c: Colors): string {
   if (r.phase === 'completed') return `${c.green('completed')} ${describePlan(r.plan)} at ${r.finishedAt ?? ''}`;
   if (r.phase === 'rolled-back') return `${c.red('rolled back')}: ${r.outcome ?? ''} (${r.finishedAt ?? ''})`;
+  if (r.phase === 'rolling-back') {
+    const who = r.ownerAlive ? `being written by ${describeOwner(r)}` : c.yellow('not confirmed written: finish it with `bifrost rollout ramp --resume` (or `bifrost rollout rollback` for 0%)');
+    return `${c.red('rolling back')} to ${r.rollback?.to ?? '?'}% after a breach at ${r.rollback?.from ?? r.percent}% — ${who}`;
+  }
   const who = r.ownerAlive ? `run by ${describeOwner(r)}` : c.yellow('no live process: continue with `bifrost rollout ramp --resume`');
   const paused = r.paused ? c.yellow(` paused${r.pausedBy ? ` by ${r.pausedBy}` : ''},`) : '';
   return `${c.cyan('running')}${paused} ${describePlan(r.plan)}: ${describeStep(r)}, ${formatDuration(Math.max(0, r.plan.intervalMs - r.stepElapsedMs))} left in step, ${formatDuration(r.timeLeftMs)} left in total — ${who}`;

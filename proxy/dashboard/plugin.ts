@@ -7,7 +7,7 @@
  * | `GET /api/dashboard` | – | one snapshot (see `snapshot.ts`) plus the chart's history |
  * | `GET /api/dashboard/events` | – | server-sent events: `snapshot` on connect (with `history`), then one per sample (every 2 s) |
  * | `GET /api/rollout/preview?percent=&bucketBy=` | – | how many live connections a rollout change would move (`move-preview.ts`) |
- * | `POST /api/ramp/pause` · `/api/ramp/resume` · `/api/ramp/end` | bearer | steer the persisted ramp like `bifrost rollout pause|resume|rollback` do |
+ * | `POST /api/ramp/pause` · `/api/ramp/resume` · `/api/ramp/end` · `/api/ramp/finish` | bearer | steer the persisted ramp like `bifrost rollout pause|resume|rollback` do (end = rolling back to 0 %, finish = rolled back, once the shim routes by 0 %) |
  *
  * Reads are open like `GET /api/rollout` (the admin port binds 127.0.0.1 by
  * default); every write needs `Authorization: Bearer <admin token>`, the same
@@ -227,5 +227,6 @@ export function dashboardPlugin(deps: DashboardDeps, opts: DashboardOptions = {}
     rampRoute('/api/ramp/pause', 'pause');
     rampRoute('/api/ramp/resume', 'resume');
     rampRoute('/api/ramp/end', 'end');
+    rampRoute('/api/ramp/finish', 'finish');
   };
 }

@@ -8,9 +8,14 @@
  *
  * - pause / resume flip `paused` on the unfinished ramp (its process holds the
  *   step and stops its clock while paused);
- * - end marks the unfinished ramp `rolled-back`: its process notices on its
- *   next tick and stops without touching the flag. The flag itself (0 %) and
- *   the drain are the admin API's own write routes, called by the page.
+ * - end marks the unfinished ramp `rolling-back` to 0 % with no owner, as
+ *   `bifrost rollout rollback` does: its process notices on its next tick and
+ *   stops without touching the flag. The page then writes 0 % (the admin API's
+ *   `PUT /api/rollout`) and only once the shim routes by it calls finish,
+ *   which records `rolled-back`; then it drains. A 0 % write that fails leaves
+ *   the record `rolling-back`, never "rolled back" while the flag is still up;
+ *   `bifrost rollout rollback` or `rollout ramp --resume` finishes it.
+ * - pause / resume refuse a ramp that is rolling back.
  */
 import { hostname } from 'node:os';
 import { openRampStore } from '../../cli/rollout/open-ramp-store.ts';
@@ -20,7 +25,7 @@ import type { RampStore } from '../../cli/rollout/ramp-store.ts';
 /** Same staleness as the CLI's (`cli/commands/rollout.ts`). */
 export const LEASE_STALE_MS = 15_000;
 
-export type RampAction = 'pause' | 'resume' | 'end';
+export type RampAction = 'pause' | 'resume' | 'end' | 'finish';
 
 export interface RampActionResult {
   /** False when there was nothing to do (already paused, no ramp, ...). */
@@ -104,11 +109,27 @@ export class RampControl {
       const u = unfinished(cur);
       if (!u) return { result: { doc: cur, changed: false } };
       const now = new Date();
+      const message = `rolled back to 0% from the dashboard (${by})`;
       if (action === 'end') {
-        const outcome = `rolled back to 0% from the dashboard (${by})`;
-        const next = withEvent({ ...u, phase: 'rolled-back', percent: 0, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome }, { event: 'rolled-back', percent: 0, detail: `by ${by}` }, now);
+        if (u.phase === 'rolling-back' && u.rollback?.to === 0 && !u.owner) return { result: { doc: u, changed: false } };
+        const next = withEvent(
+          { ...u, phase: 'rolling-back', owner: null, rollback: { to: 0, from: u.percent, message, decidedAt: now.toISOString() }, updatedAt: now.toISOString() },
+          { event: 'rolling-back', percent: 0, detail: `by ${by}` },
+          now,
+        );
         return { next, result: { doc: next, changed: true } };
       }
+      if (action === 'finish') {
+        // Only the rollback `end` started (to 0 %), once the page has seen the shim route by 0 %.
+        if (u.phase !== 'rolling-back' || u.rollback?.to !== 0) return { result: { doc: u, changed: false } };
+        const next = withEvent(
+          { ...u, phase: 'rolled-back', percent: 0, owner: null, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome: message },
+          { event: 'rolled-back', percent: 0, detail: `by ${by}` },
+          now,
+        );
+        return { next, result: { doc: next, changed: true } };
+      }
+      if (u.phase === 'rolling-back') return { result: { doc: u, changed: false } };
       const pausing = action === 'pause';
       if (u.paused === pausing) return { result: { doc: u, changed: false } };
       const next = withEvent(
@@ -119,13 +140,19 @@ export class RampControl {
       return { next, result: { doc: next, changed: true } };
     });
     const doc = r.doc;
-    if (!doc || (!r.changed && doc.phase !== 'running')) {
+    if (doc && doc.phase === 'rolling-back' && !r.changed && action !== 'end') {
+      const why = `the ramp is rolling back to ${doc.rollback?.to}%`;
+      const finish = action === 'finish' ? 'not a rollback to 0% started here' : `nothing to ${action}`;
+      return { changed: false, noRamp: true, ramp: doc, message: `${why}: ${finish}; \`bifrost rollout rollback\` or \`bifrost rollout ramp --resume\` finishes it` };
+    }
+    if (!doc || (!r.changed && doc.phase !== 'running' && doc.phase !== 'rolling-back')) {
       const last = doc ? ` (the last one ${doc.phase === 'completed' ? 'completed' : 'was rolled back'})` : '';
-      return { changed: false, noRamp: true, ramp: doc, message: action === 'end' ? `no ramp in progress${last}` : `no ramp in progress to ${action}${last}` };
+      return { changed: false, noRamp: true, ramp: doc, message: action === 'end' || action === 'finish' ? `no ramp in progress${last}` : `no ramp in progress to ${action}${last}` };
     }
     const step = `step ${Math.min(doc.stepIndex, doc.plan.steps.length - 1) + 1}/${doc.plan.steps.length}`;
     let message: string;
-    if (action === 'end') message = `the ramp was ended at ${step}; its process stops at its next tick`;
+    if (action === 'end') message = `the ramp is rolling back from ${step}: its process stops at its next tick`;
+    else if (action === 'finish') message = `the ramp was rolled back to 0% at ${step}`;
     else if (action === 'pause') message = r.changed ? `ramp paused at ${step}: the rollout holds ${doc.percent}%` : `the ramp was already paused at ${step}`;
     else message = r.changed ? `ramp resumed at ${step}` : `the ramp was not paused (at ${step})`;
     return { changed: r.changed, noRamp: false, ramp: doc, message };

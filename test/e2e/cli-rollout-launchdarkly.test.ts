@@ -224,6 +224,22 @@ describe('bifrost rollout set against LaunchDarkly (REST, semantic patch)', () =
     expect(errorLines).toEqual([expect.stringMatching(/^bifrost: LaunchDarkly kept rate limiting \(429 rate_limited: You have been rate limited\.\) after 6 attempts/)]);
   }, 240_000);
 
+  it('retries a 5xx and a dropped connection with backoff, saying so, then succeeds', async () => {
+    ld.getScript.push((res) => res.socket?.destroy()); // the connection drops (a network blip)
+    ld.patchScript.push((res) => {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ code: 'service_unavailable', message: 'try again' }));
+    });
+    const r = await cli(['set', '35', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(json(r)).toMatchObject({ percent: 35 });
+    expect(r.stderr).toMatch(/LaunchDarkly unreachable \(.*\): retrying in \d+\.\d s \(attempt 2 of 6\)/);
+    expect(r.stderr).toMatch(/LaunchDarkly server error \(503 service_unavailable: try again\): retrying in \d+\.\d s \(attempt 2 of 6\)/);
+    expect(ld.env.fallthrough.rollout!.variations[1]).toEqual({ variation: 1, weight: 35_000 });
+    // No shim answers at --admin-url here: the change is made, and the CLI says it could not confirm the shim applies it.
+    expect(r.stderr).toMatch(/warning: could not confirm that the shim applies 35%: shim admin API unreachable at http:\/\/127\.0\.0\.1:9/);
+  }, 240_000);
+
   it('refuses a partial LaunchDarkly configuration with exit 2', async () => {
     const r = await runBifrost(['rollout', 'set', '10'], { cwd: dir, env: cleanEnv({ LD_API_TOKEN: TOKEN }) });
     expect(r.code).toBe(2);

@@ -2,13 +2,15 @@
  * `bifrost rollout …` as an operator runs it, against `bifrost up` on random
  * ports, with the ramp state in the file store (`.bifrost/ramp.json`).
  */
+import { mkdir, mkdtemp, rm, utimes } from 'node:fs/promises';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { processIdentity, type ProcessIdentity } from '../../cli/pid.ts';
 import { DEV_TOKEN_SECRET, signAccessToken } from '../../gateway/token.ts';
 import { connectSocketIo4Client } from '../support/legacy-clients.ts';
-import { adminRollout, json, killAll, readJsonFile, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from '../support/cli-stack.ts';
+import { adminRollout, cleanEnv, json, killAll, readJsonFile, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from '../support/cli-stack.ts';
 
 const SERVICE_TOKEN = 'bifrost-dev-service-token';
 
@@ -186,6 +188,40 @@ describe('bifrost rollout set / status', () => {
     expect(help.stdout).toMatch(/Examples:\n\s+\$ bifrost rollout ramp --steps 1,5,25,50,100 --interval 10m/);
   }, 300_000);
 
+  it('refuses to create a missing flags file (exit 2, says where it looked), and warns when no shim can confirm the change', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'bifrost-rollout-empty-'));
+    try {
+      const run = (args: string[]) => runBifrost(['rollout', ...args, '--admin-url', 'http://127.0.0.1:9'], { cwd: empty, env: cleanEnv() });
+      const refused = await run(['set', '5']);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^bifrost: no flags file at ${join(empty, '.bifrost/flags.json').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} .*pass --create-flags-file to create it$`))]);
+      expect(refused.stdout).not.toMatch(/✓/);
+      expect(await readJsonFile(join(empty, '.bifrost/flags.json'))).toBeUndefined();
+
+      const created = await run(['set', '5', '--create-flags-file']);
+      expect(created.code, created.stderr).toBe(0);
+      expect(created.stdout).toMatch(/^! rollout set to 5% of users on Bifrost/);
+      expect(created.stdout).toMatch(/warning: could not confirm that the shim applies 5%: shim admin API unreachable at http:\/\/127\.0\.0\.1:9/);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  it('exits 1 when the shim answers but does not apply what was written, and names the file it reads', async () => {
+    const elsewhere = join(stack.dir, 'elsewhere', 'flags.json');
+    const r = await cli(['set', '40', '--flags-file', elsewhere, '--create-flags-file', '--apply-timeout', '1s']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/✗ rollout set to 40%/);
+    expect(r.stdout).toContain(`the shim reads ${join(stack.dir, 'flags.json')}, this command wrote ${elsewhere}: pass --flags-file ${join(stack.dir, 'flags.json')}`);
+    expect((await adminRollout(stack)).percent).not.toBe(40);
+  }, 300_000);
+
+  it('exits 1 with one line, not a stack trace, on a runtime failure', async () => {
+    const r = await cli(['pause', '--ramp-file', '/dev/null/ramp.json']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^bifrost: .*mkdir '\/dev\/null'.* \(BIFROST_DEBUG=1 shows the stack trace\)$/)]);
+  }, 300_000);
+
   it('exits 1 from status when the shim admin API is unreachable', async () => {
     const r = await runBifrost(['rollout', 'status', '--admin-url', 'http://127.0.0.1:9'], { cwd: stack.dir, env: stack.env });
     expect(r.code).toBe(1);
@@ -242,6 +278,14 @@ describe('bifrost rollout ramp', () => {
       await stopTraffic();
     }
     expect(await waitFor('the shim at 0%', async () => (await adminRollout(stack)).percent === 0, 10_000)).toBe(true);
+  }, 300_000);
+
+  it('refuses (exit 2) a ramp whose first step is below the current percentage', async () => {
+    expect((await cli(['set', '25'])).code).toBe(0);
+    const r = await cli(['ramp', '--steps', '1,5,25,50,100', '--interval', '1s']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^bifrost: the rollout is at 25% and the first step is 1%: a ramp only moves forward — give steps from 25% up \(e\.g\. --steps 50,100\)/);
+    expect((await adminRollout(stack)).percent).toBe(25);
   }, 300_000);
 
   it('completes a healthy ramp, continues a killed one from its persisted step, and exits 0', async () => {
@@ -329,5 +373,45 @@ describe('bifrost rollout ramp', () => {
     const pauseNothing = await cli(['pause']);
     expect(pauseNothing.code).toBe(1);
     expect(pauseNothing.stderr).toMatch(/no ramp in progress to pause/);
+  }, 300_000);
+
+  it('rollback writes 0% before it ends the ramp (a flag it cannot write yet leaves the ramp "rolling back", not "0%")', async () => {
+    expect((await cli(['set', '0'])).code).toBe(0);
+    const ramp = spawnBifrost(['rollout', 'ramp', '--steps', '20,40', '--interval', '5m', '--admin-url', stack.info.adminUrl], { cwd: stack.dir, env: stack.env });
+    await waitFor('the ramp to run at 20%', async () => {
+      const s = await rampFile();
+      return s && s.phase === 'running' && s.percent === 20 && s.owner?.pid === ramp.child.pid ? s : undefined;
+    }, 60_000, 50);
+    // Another writer holds the flags file's lock: writes fail until it lets go.
+    const lock = join(stack.dir, 'flags.json.lock');
+    await mkdir(lock);
+    const fresh = setInterval(() => void utimes(lock, new Date(), new Date()).catch(() => {}), 1000); // never stale
+    let released = false;
+    try {
+      const rollback = spawnBifrost(['rollout', 'rollback', '--json', '--admin-url', stack.info.adminUrl], { cwd: stack.dir, env: stack.env });
+      await waitFor('the ramp to be marked rolling back', async () => (await rampFile())?.phase === 'rolling-back', 20_000, 50);
+      const seen = new Set<string>();
+      const watch = setInterval(() => void rampFile().then((f) => f && seen.add(f.phase)), 100);
+      try {
+        await waitFor('the rollback to retry the locked write', () => /retry: writing 0% to flags file .* failed \(.*could not lock/.test(rollback.stderr()), 30_000, 100);
+        await new Promise((r) => setTimeout(r, 500));
+      } finally {
+        clearInterval(watch);
+      }
+      expect([...seen]).toEqual(['rolling-back']); // never "rolled back to 0%" while the flag is still 20%
+      expect((await adminRollout(stack)).percent).toBe(20);
+      clearInterval(fresh);
+      await rm(lock, { recursive: true, force: true });
+      released = true;
+      const done = await rollback.exited;
+      expect(done.code, rollback.stderr()).toBe(0);
+      expect(json({ code: done.code, stdout: rollback.stdout(), stderr: '' })).toMatchObject({ percent: 0, rampEnded: { phase: 'rolled-back' }, shimApplied: { state: 'applied', shimPercent: 0 } });
+    } finally {
+      clearInterval(fresh);
+      if (!released) await rm(lock, { recursive: true, force: true });
+    }
+    expect((await ramp.exited).code).toBe(1);
+    expect(await rampFile()).toMatchObject({ phase: 'rolled-back', percent: 0 });
+    expect((await adminRollout(stack)).percent).toBe(0);
   }, 300_000);
 });

@@ -20,6 +20,8 @@ import { RedisRampStore } from '../../cli/rollout/ramp-store-redis.ts';
 import type { RampStore } from '../../cli/rollout/ramp-store.ts';
 import { ShimAdminClient } from '../../cli/rollout/shim-admin-client.ts';
 import { deletePrefix, testRedisUrl, uniquePrefix } from '../support/redis.ts';
+import { startRedisServer } from '../support/redis-server.ts';
+import { retrying } from '../../cli/rollout/retry.ts';
 
 let dir: string;
 const prefixes: string[] = [];
@@ -165,4 +167,31 @@ describe('runRamp without metrics', () => {
     expect(await store.read()).toMatchObject({ phase: 'rolled-back', owner: null, percent: 3 });
     expect(lines.join('')).toMatch(/guard breached at step 1\/2 \(10%\)/);
   });
+});
+
+describe('Redis ramp store through a Redis outage', () => {
+  it('keeps working after Redis was down for seconds (ioredis keeps reconnecting; calls are retried)', async () => {
+    const redis = await startRedisServer();
+    const store = new RedisRampStore(redis.url, uniquePrefix('ramp-blip'));
+    let again: Awaited<ReturnType<typeof startRedisServer>> | undefined;
+    try {
+      await store.update(() => ({ next: doc({ percent: 5 }), result: null }));
+      await redis.stop();
+      // Down for 2 s (the old strategy gave up for good after ~600 ms): a call fails with one clear, transient line…
+      await expect(store.read()).rejects.toThrow(/cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(REDIS_URL\)/);
+      const back = new Promise<void>((resolve) => setTimeout(() => void startRedisServer([], redis.port).then((r) => ((again = r), resolve())), 2000));
+      // …and the retried call succeeds once Redis is back (the data was not persisted: an empty store).
+      const retries: string[] = [];
+      const read = await retrying('reading the ramp state', () => store.read(), { forMs: 30_000, minWaitMs: 100, maxWaitMs: 500, onRetry: (l) => retries.push(l) });
+      await back;
+      expect(read).toBeNull();
+      expect(retries.length).toBeGreaterThan(0);
+      await store.update(() => ({ next: doc({ percent: 7 }), result: null }));
+      expect(await store.read()).toMatchObject({ percent: 7 });
+    } finally {
+      await store.close();
+      await again?.stop();
+      await redis.stop().catch(() => {});
+    }
+  }, 60_000);
 });

@@ -2,7 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { histogramQuantile } from '../../cli/rollout/histogram-quantile.ts';
 import { MetricsWindow, SHIM_SOURCE, SYNC_SOURCE, defaultSyncMetricsUrl, isErrorStatus, syncMetricsUrlOf, type Scrape, type SyncBaseline, type WindowSummary } from '../../cli/rollout/metrics-window.ts';
-import { breachesWithBaseline, evaluateGuards, requestBaseline, summarizeReadings } from '../../cli/rollout/ramp-guards.ts';
+import { breachesWithBaseline, evaluateGuards, requestBaseline, stepEndGuards, summarizeReadings } from '../../cli/rollout/ramp-guards.ts';
+import { CliError } from '../../cli/output.ts';
+import { LaunchDarklyError } from '../../cli/rollout/launchdarkly-rest.ts';
+import { TransientError, isTransient } from '../../cli/rollout/retry.ts';
 import { parsePrometheusText } from '../../cli/migration/prometheus-text.ts';
 
 const GW = 'http://127.0.0.1:8080';
@@ -255,5 +258,67 @@ describe('evaluateGuards with a Sync baseline (requests and p99)', () => {
     expect(off).toMatchObject({ breached: true, baseline: null });
     expect(off.baselineSkipped).toBeUndefined();
     expect(off.text).toBe('request error rate 5.00% (10 of 200 requests: 5xx/serverError) > limit 1.00%');
+  });
+});
+
+describe('guards that see a Bifrost that is down', () => {
+  const limits = { maxErrorRate: 0.01, maxP99Ms: 250, minRequests: 20 };
+  const scrape = (n: number, gw: 'ok' | 'down'): Scrape => ({
+    at: n * 1000,
+    sources: new Map([
+      [
+        SHIM_SOURCE,
+        parsePrometheusText(
+          [
+            `bifrost_shim_decisions_total{route="bifrost",reason="flag",source="socket"} ${n * 3}`,
+            `bifrost_shim_fallbacks_total{reason="no_eligible_node",action="sync"} ${n * 3}`,
+            `bifrost_shim_upgrades_total{backend="sync",outcome="ok"} ${n * 6}`,
+          ].join('\n'),
+        ),
+      ],
+      ...(gw === 'ok' ? [['http://gw', parsePrometheusText('bifrost_requests_total{protocol="native",service="sync",status="200"} 0\n')] as [string, ReturnType<typeof parsePrometheusText>]] : []),
+    ]),
+    failures: gw === 'down' ? [{ source: 'http://gw', error: 'connect ECONNREFUSED 127.0.0.1:1' }] : [],
+    gateways: ['http://gw'],
+    shimMode: 'proxied',
+  });
+
+  it('counts fallbacks to Sync as a breach, without a --min-requests floor', () => {
+    const w = new MetricsWindow();
+    w.add(scrape(1, 'ok'));
+    w.add(scrape(2, 'ok'));
+    const r = evaluateGuards(w.summary(), limits).find((x) => x.guard === 'bifrost-fallbacks')!;
+    expect(r).toMatchObject({ breached: true, value: 1, events: 3 });
+    expect(r.text).toBe('3 of 3 sockets routed to Bifrost fell back to Sync or 503 because no Bifrost node was usable (no_eligible_node ×3; 100.0%) > limit 1.00%');
+    // The other guards had nothing to judge: before, that was a green step.
+    expect(evaluateGuards(w.summary(), limits).filter((x) => x.breached).map((x) => x.guard)).toEqual(['bifrost-fallbacks']);
+  });
+
+  it('does not pass a step whose gateways could not be read, nor one where Bifrost saw nothing while Sync took the traffic', () => {
+    const w = new MetricsWindow();
+    w.add(scrape(1, 'down'));
+    w.add(scrape(10, 'down'));
+    const end = stepEndGuards(w.summary(), 50, w.lastFailures);
+    expect(end.map((r) => r.guard)).toEqual(['gateway-metrics-unavailable', 'bifrost-no-traffic']);
+    expect(end[0]!.text).toBe("no Bifrost gateway's /metrics could be read during the step (http://gw: connect ECONNREFUSED 127.0.0.1:1): request errors and p99 were not judged, so the step does not pass");
+    expect(end[1]!.text).toMatch(/^Bifrost took no socket and no request during the step while Sync took 54 upgrades: at 50% about 54 should have reached Bifrost/);
+    // At 1 % with 54 Sync upgrades about 0.5 were expected on Bifrost: seeing none is normal.
+    expect(stepEndGuards(w.summary(), 1, w.lastFailures).map((r) => r.guard)).toEqual(['gateway-metrics-unavailable']);
+    // Gateways read, Bifrost seen: the step passes.
+    const ok = new MetricsWindow();
+    ok.add(scrape(1, 'ok'));
+    ok.add({ ...scrape(2, 'ok'), sources: new Map([...scrape(2, 'ok').sources, [SHIM_SOURCE, parsePrometheusText('bifrost_shim_upgrades_total{backend="bifrost",outcome="ok"} 5\nbifrost_shim_upgrades_total{backend="sync",outcome="ok"} 12\n')]]) });
+    expect(stepEndGuards(ok.summary(), 50, ok.lastFailures)).toEqual([]);
+  });
+});
+
+describe('what is retried', () => {
+  it('retries transient failures, not configuration errors', () => {
+    expect(isTransient(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(isTransient(new Error('Connection is closed.'))).toBe(true);
+    expect(isTransient(new TransientError('could not lock'))).toBe(true);
+    expect(isTransient(new CliError('corrupt', 2))).toBe(false);
+    expect(isTransient(Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' }))).toBe(false);
+    expect(isTransient(new LaunchDarklyError('401', 401, 2))).toBe(false); // and the client already retried its 5xx
   });
 });

@@ -174,11 +174,17 @@
 
   async function rollback() {
     try {
+      var source = state.snap && state.snap.rollout && state.snap.rollout.source;
+      if (source && source !== 'file') {
+        say('Flags come from live LaunchDarkly: roll back with `bifrost rollout rollback` (LD_API_TOKEN set), or in LaunchDarkly itself. Nothing was changed.', true);
+        return;
+      }
       await needToken();
       var res = await fetch('/api/rollout/preview?percent=0');
       var preview = await res.json();
       var ok = await confirmAction('Roll back everyone to Sync?', 'Rollout to 0%, end any ramp, then drain. ' + (preview.summary || ''), '', 'Roll back to 0%');
       if (!ok) { say('Rollback cancelled.'); return; }
+      // 1. Stop the ramp: recorded as rolling back to 0%, its process stops at its next tick.
       var endedRamp = false;
       try {
         await call('POST', '/api/ramp/end');
@@ -186,18 +192,24 @@
       } catch (e) {
         if (e.status !== 409) throw e; // 409: no ramp in progress
       }
-      await call('PUT', '/api/rollout', { percent: 0 });
+      // 2. 0%. The shim has applied it when the call returns.
+      try {
+        await call('PUT', '/api/rollout', { percent: 0 });
+        if (endedRamp) {
+          // The ramp may have been writing a step at that very moment: check once more after its next tick.
+          await new Promise(function (r) { setTimeout(r, 1500); });
+          var now = await (await fetch('/api/rollout')).json();
+          if (now.percent !== 0) await call('PUT', '/api/rollout', { percent: 0 });
+        }
+      } catch (e) {
+        say('Could not write 0%: ' + e.message + (endedRamp ? ' The ramp is recorded as rolling back to 0% and writes no more steps.' : '') + ' Press Roll back again, or run `bifrost rollout rollback`.', true);
+        refreshNow();
+        return;
+      }
+      // 3. The record follows the flag; 4. then the drain moves people.
+      if (endedRamp) await call('POST', '/api/ramp/finish');
       var drain = await call('POST', '/api/drain', { scope: 'changed' });
       say('Rolled back to 0%' + (endedRamp ? ', the ramp was ended' : '') + '; ' + drain.queued + ' connection(s) queued to move back at ' + drain.rate + '/s.');
-      if (endedRamp) {
-        // A running ramp may have been writing a step at that very moment: check once more after its next tick.
-        setTimeout(async function () {
-          try {
-            var now = await (await fetch('/api/rollout')).json();
-            if (now.percent !== 0) { await call('PUT', '/api/rollout', { percent: 0 }); say('Rolled back to 0% (applied again after the ramp\'s last tick).'); }
-          } catch (e) { say(e.message, true); }
-        }, 1500);
-      }
       state.inputTouched = false;
       refreshNow();
     } catch (e) {
