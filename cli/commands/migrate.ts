@@ -23,13 +23,21 @@ function common(cmd: Command): Command {
     .option('--json', 'print the result as JSON');
 }
 
-function positiveInt(name: string) {
+/** A whole number within [min, max]; `what` says what it counts, for the error message. */
+function intOption(name: string, what: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new CliError(`${name} must be a positive integer (milliseconds), got "${v}"`, EXIT_USAGE);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? (min === 1 ? 'a positive integer' : `an integer ≥ ${min}`) : `an integer from ${min} to ${max}`;
+      throw new CliError(`${name} must be ${range} (${what}), got "${v}"`, EXIT_USAGE);
+    }
     return n;
   };
 }
+
+/** Same bounds as the checks' parameter schemas (step-check.ts commonParams, the eventTimeoutMs of dual-publish and subscribe-headers). */
+const TIMEOUT_MS = { min: 100, max: 600_000 };
+const EVENT_TIMEOUT_MS = { min: 100, max: 120_000 };
 
 function stackOptions(cmd: Command): Command {
   return cmd
@@ -37,8 +45,8 @@ function stackOptions(cmd: Command): Command {
     .option('--gateway-url <url>', 'Bifrost public gateway (native protocol on /ws)', `http://127.0.0.1:${env.BIFROST_GATEWAY_PORT || 8080}`)
     .option('--sync-url <url>', 'the legacy Sync app', `http://127.0.0.1:${env.SYNC_PORT || 1337}`)
     .option('--admin-url <url>', 'the shim admin API', `http://127.0.0.1:${env.BIFROST_ADMIN_PORT || 9090}`)
-    .option('--timeout-ms <ms>', 'timeout of each HTTP call and frame (overrides the playbook)', positiveInt('--timeout-ms'))
-    .option('--event-timeout-ms <ms>', 'how long probes wait for an event (overrides the playbook)', positiveInt('--event-timeout-ms'));
+    .option('--timeout-ms <ms>', 'timeout of each HTTP call and frame, 100..600000 (overrides the playbook)', intOption('--timeout-ms', 'milliseconds', TIMEOUT_MS.min, TIMEOUT_MS.max))
+    .option('--event-timeout-ms <ms>', 'how long probes wait for an event, 100..120000 (overrides the playbook)', intOption('--event-timeout-ms', 'milliseconds', EVENT_TIMEOUT_MS.min, EVENT_TIMEOUT_MS.max));
 }
 
 function examples(lines: string[]): string {
@@ -58,7 +66,7 @@ export function register(program: Command): void {
 
   common(migrate.command('show').argument('<squad>', 'squad name (from migrations/<squad>.yaml)'))
     .description("One squad's checklist: each step's state, who, when, evidence, and the last check result with its output")
-    .option('--history <n>', 'also print the last n audit entries', positiveInt('--history'))
+    .option('--history <n>', 'also print the last n audit entries', intOption('--history', 'a number of audit entries', 1))
     .addHelpText('after', examples(['bifrost migrate show collections', 'bifrost migrate show collections --history 20', 'bifrost migrate show collections --json']))
     .action(async (squad: string, o: CommonOptions & { history?: number }) => (await actions()).showAction(squad, o));
 
@@ -75,9 +83,9 @@ export function register(program: Command): void {
     .action(async (squad: string, stepId: string | undefined, o: CommonOptions & StackOptions) => (await actions()).checkAction(squad, stepId, o));
 
   common(migrate.command('complete').argument('<squad>', 'squad name').argument('<step>', 'step id'))
-    .description('Record a step as done by a person (manual steps, or an automated step verified another way)')
+    .description('Record a step as done by a person (manual steps, or an automated step verified another way: then --evidence is required)')
     .requiredOption('--by <who>', 'who completes it (name or email)')
-    .option('--evidence <text|url>', 'proof: a link to the merged change, a dashboard, a ticket (required by some steps)')
+    .option('--evidence <text|url>', 'proof: a link to the merged change, a dashboard, a ticket (required by some steps, and for every automated step)')
     .addHelpText('after', examples(['bifrost migrate complete collections decommission --by ada@example.com --evidence https://git.example.com/sync/pull/812']))
     .action(async (squad: string, stepId: string, o: CommonOptions & { by: string; evidence?: string }) => (await actions()).completeAction(squad, stepId, o));
 

@@ -1,8 +1,12 @@
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { DEV_TOKEN_SECRET } from '../../gateway/token.ts';
 import { DEV_ADMIN_TOKEN } from '../../proxy/shim-defaults.ts';
 import { parseDurationMs } from '../graceful.ts';
-import { CliError, EXIT_CHECK_FAILED, printJson } from '../output.ts';
+import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE, printJson } from '../output.ts';
+import { openRampStore } from '../rollout/open-ramp-store.ts';
+import { describeOwner, describeStep } from '../rollout/ramp-runner.ts';
+import { leaseAlive, unfinished } from '../rollout/ramp-state.ts';
 import { statsLine, statsTable } from '../simulate/render.ts';
 import { runSimulation, SimulationError } from '../simulate/simulation.ts';
 
@@ -15,7 +19,27 @@ interface SimulateCliOptions {
   grace: string;
   shim: string;
   adminUrl: string;
+  rampFile?: string;
   json?: boolean;
+}
+
+/** A ramp lease older than this is dead (the same figure as `bifrost rollout set`). */
+const LEASE_STALE_MS = 15_000;
+
+/** Refuses to start while a ramp runs: both would set the rollout, and the ramp's guards would judge the simulation's traffic. */
+async function refuseWhileRamping(rampFile: string | undefined): Promise<void> {
+  const store = openRampStore({ ...(rampFile ? { rampFile } : {}) });
+  try {
+    const ramp = unfinished(await store.read());
+    if (ramp && !ramp.paused && leaseAlive(ramp.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS })) {
+      throw new CliError(
+        `a ramp is running (${describeOwner(ramp)}, at ${describeStep(ramp)}): bifrost simulate sets the rollout itself and would fight it; wait for the ramp to finish, or pause it (\`bifrost rollout pause\`) or stop it (\`bifrost rollout rollback\`) first`,
+        EXIT_USAGE,
+      );
+    }
+  } finally {
+    await store.close();
+  }
 }
 
 function positiveInt(v: string, name: string): number {
@@ -36,11 +60,16 @@ export function register(program: Command): void {
     .option('--grace <duration>', 'how long an update may take to reach its subscribers', '2s')
     .option('--shim <url>', 'the shim clients connect to', `http://127.0.0.1:${process.env.BIFROST_SHIM_PORT ?? 3000}`)
     .option('--admin-url <url>', "the shim's admin API", `http://127.0.0.1:${process.env.BIFROST_ADMIN_PORT ?? 9090}`)
+    .option('--ramp-file <file>', 'ramp state file to check for a running ramp when REDIS_URL is not set (env BIFROST_RAMP_FILE, default .bifrost/ramp.json)')
     .option('--json', 'print the final figures as JSON (no live table)')
     .addHelpText(
       'after',
       `
 Needs a running stack (bifrost up) in flags-file mode; uses BIFROST_ADMIN_TOKEN and BIFROST_TOKEN_SECRET.
+It changes the REAL rollout of that shim (PUT /api/rollout) at each step: every user of the stack
+moves with it. The percentage it found is put back when it ends, also after an error or Ctrl-C
+(exit 130; a second Ctrl-C exits at once without restoring). It refuses to start while a
+\`bifrost rollout ramp\` is running (exit 2).
 An update counts as missed when a client subscribed to its collection stayed connected from before
 the update until the grace period after it and never received it. Exits 1 if anything was missed
 or a request failed on a connected client.
@@ -58,9 +87,19 @@ Example:
       } catch (err) {
         throw new CliError((err as Error).message);
       }
+      await refuseWhileRamping(o.rampFile);
       const tty = process.stdout.isTTY && !o.json;
       let lastLines = 0;
       let stats;
+      // Ctrl-C stops the ramp and restores the rollout; a second one exits at once.
+      const abort = new AbortController();
+      const onSignal = () => {
+        if (abort.signal.aborted) process.exit(130);
+        process.stderr.write('stopping: closing the clients and putting the rollout back (Ctrl-C again to exit at once)\n');
+        abort.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       try {
         stats = await runSimulation({
           shimUrl: o.shim.replace(/\/$/, ''),
@@ -73,6 +112,7 @@ Example:
           ramp,
           everyMs,
           graceMs,
+          signal: abort.signal,
           onTick: (s) => {
             if (o.json) return;
             if (tty) {
@@ -86,13 +126,19 @@ Example:
       } catch (err) {
         if (err instanceof SimulationError) throw new CliError(err.message);
         throw err;
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
       const lost = stats.missed > 0 || stats.failedRequests > 0;
-      if (o.json) printJson({ ...stats, ok: !lost });
-      else
+      if (o.json) printJson({ ...stats, ok: !lost && !stats.interrupted });
+      else {
         process.stdout.write(
-          `\n${lost ? 'LOST' : 'OK'}: ${stats.clients} clients, ${stats.updates} updates, ${stats.delivered} deliveries, ${stats.missed} missed, ${stats.failedRequests} failed requests, ${stats.reconnects} reconnects; ${stats.onBackend.bifrost} on Bifrost and ${stats.onBackend.sync} on Sync at the end.\n`,
+          `\n${stats.interrupted ? 'INTERRUPTED' : lost ? 'LOST' : 'OK'}: ${stats.clients} clients, ${stats.updates} updates, ${stats.delivered} deliveries, ${stats.missed} missed, ${stats.failedRequests} failed requests, ${stats.reconnects} reconnects; ${stats.onBackend.bifrost} on Bifrost and ${stats.onBackend.sync} on Sync at the end.\n`,
         );
-      if (lost) process.exitCode = EXIT_CHECK_FAILED;
+        if (stats.restored) process.stdout.write(`rollout put back to ${stats.startPercent}% (where it was before the simulation)\n`);
+      }
+      if (stats.interrupted) process.exitCode = 130;
+      else if (lost) process.exitCode = EXIT_CHECK_FAILED;
     });
 }

@@ -50,7 +50,9 @@ export interface RunChecksOptions {
 async function runOne(opts: RunChecksOptions, step: PlaybookStep): Promise<CheckRunResult> {
   const { sq, store, stack } = opts;
   const check = stepChecks[step.check.type];
-  const previous = stepRecord(await store.read(sq.manifest.squad), step.id).lastCheck;
+  // The step as the check found it: a pass completes it only if nobody completed or reopened it meanwhile.
+  const seen = stepRecord(await store.read(sq.manifest.squad), step.id);
+  const previous = seen.lastCheck;
   const progress = opts.reporter.begin(step);
   const params = { ...stepParams(sq, step) };
   for (const [k, v] of Object.entries(opts.paramOverrides ?? {})) if (k in check.defaults && v !== undefined) params[k] = v;
@@ -62,7 +64,7 @@ async function runOne(opts: RunChecksOptions, step: PlaybookStep): Promise<Check
     outcome = { ok: false, summary: (err as Error).message, output: [] };
   }
   const durationMs = Math.round(performance.now() - started);
-  const t = await store.update(sq.manifest.squad, recordCheck(sq, step, outcome, durationMs));
+  const t = await store.update(sq.manifest.squad, recordCheck(sq, step, outcome, durationMs, undefined, seen));
   const result: CheckRunResult = {
     step: step.id,
     title: step.title,

@@ -39,7 +39,19 @@ export interface RouteSpec extends RequestSpec {
   service?: string;
   /** Extra fields (dotted paths) to ignore when comparing bodies, beside ids and timestamps. */
   mask?: string[];
+  /**
+   * route-parity sends every route twice (to Sync, then through Bifrost). A
+   * mutating route (POST, PUT, PATCH, DELETE) must say why that is harmless:
+   * `safeToRepeat` (the second call does no more than the first and answers
+   * the same, e.g. a PATCH of the probe record), or `ownProbeRecord` (each side
+   * acts on a fresh probe record made with `probe.create` and deleted after).
+   */
+  safeToRepeat?: boolean;
+  ownProbeRecord?: boolean;
 }
+
+/** Methods that change something: route-parity refuses them unless the route says why repeating them is harmless. */
+export const MUTATING_METHODS: ReadonlySet<HttpMethod> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * The probe: a harmless record the checks create, read through Bifrost (which
@@ -164,6 +176,8 @@ export const manifestSchema = {
           name: { type: 'string', minLength: 1, expected: 'a short description of the route' },
           service: { type: 'string' },
           mask: { type: 'array', items: { type: 'string' }, expected: 'a list of dotted field paths' },
+          safeToRepeat: { type: 'boolean', expected: 'true when sending the route twice (Sync, then Bifrost) is harmless' },
+          ownProbeRecord: { type: 'boolean', expected: 'true to run the route on a fresh probe record on each side' },
         },
       },
     },
@@ -227,12 +241,30 @@ export function readManifest(source: YamlSource): { manifest?: SquadManifest; pr
   raw.routes.forEach((r, i) => {
     if (r.service !== undefined && !serviceNames.has(r.service)) problems.push(source.problem(['routes', i, 'service'], `expected one of the squad's services (${[...serviceNames].join(', ')}), got "${r.service}"`));
     if (!covered(r.path.split('?')[0]!)) problems.push(source.problem(['routes', i, 'path'], `expected a path under one of the squad's prefixes (${allPrefixes.join(', ')}), got "${r.path}"`));
+    if (MUTATING_METHODS.has(r.method) && !r.safeToRepeat && !r.ownProbeRecord) {
+      problems.push(
+        source.problem(
+          ['routes', i, 'method'],
+          `expected GET, or a ${r.method} route marked \`safeToRepeat: true\` (sending it twice, to Sync and then through Bifrost, is harmless) or \`ownProbeRecord: true\` (each side acts on a fresh probe record): route-parity sends every route twice`,
+        ),
+      );
+    }
+    if (r.method === 'DELETE' && r.safeToRepeat && !r.ownProbeRecord) {
+      problems.push(source.problem(['routes', i, 'safeToRepeat'], 'expected `ownProbeRecord: true` for a DELETE route: the second DELETE finds nothing to delete, so it never answers like the first'));
+    }
+    if (r.ownProbeRecord) {
+      if (!raw.probe?.create) problems.push(source.problem(['routes', i, 'ownProbeRecord'], 'expected a `probe.create` in the manifest: ownProbeRecord makes a fresh probe record for each side'));
+      if (!JSON.stringify([r.path, r.query ?? null, r.body ?? null]).includes('{id}')) problems.push(source.problem(['routes', i, 'path'], 'expected {id} in the path, query or body of an ownProbeRecord route (the fresh probe record\'s id)'));
+    }
   });
   if (raw.probe) {
     const p = raw.probe;
     if (p.service !== undefined && !serviceNames.has(p.service)) problems.push(source.problem(['probe', 'service'], `expected one of the squad's services (${[...serviceNames].join(', ')}), got "${p.service}"`));
     if (!p.create && !p.id && [p.read, p.update, p.topic].some((x) => JSON.stringify(x).includes('{id}'))) {
       problems.push(source.problem(['probe'], 'expected `create` (a request whose response has an id) or a fixed `id`, because the probe uses {id}'));
+    }
+    if (p.cleanup && !p.create) {
+      problems.push(source.problem(['probe', 'cleanup'], 'expected `cleanup` only with `create`: the checks delete only the probe records they create, never a fixed `id` (a real record)'));
     }
     for (const k of ['read', 'update'] as const) {
       if (!covered(p[k].path)) problems.push(source.problem(['probe', k, 'path'], `expected a path under one of the squad's prefixes (${allPrefixes.join(', ')}), got "${p[k].path}"`));

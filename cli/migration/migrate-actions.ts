@@ -5,7 +5,7 @@
  */
 import { tokenSecretFromEnv } from '../../gateway/token.ts';
 import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE, printJson } from '../output.ts';
-import { findSquad, findStep, loadCatalog, type MigrationCatalog } from './catalog.ts';
+import { findSquad, findStep, loadCatalog, type MigrationCatalog, type SquadMigration } from './catalog.ts';
 import { runChecks, type CheckReporter, type CheckRunResult } from './check-runner.ts';
 import { stepChecks } from './checks/index.ts';
 import { openStateStore } from './open-state-store.ts';
@@ -84,7 +84,19 @@ async function allProgress(catalog: MigrationCatalog, store: StateStore): Promis
   return out;
 }
 
-function showSquad(p: SquadProgress, t: Terminal, storeDescription: string): string {
+/** The playbook's `how` for the squad's next step, `<squad>` filled in (empty when all is done). */
+export function nextStepHow(sq: SquadMigration, p: SquadProgress): string[] {
+  const step = sq.playbook.steps.find((s) => s.id === p.nextStep);
+  return step ? step.how.map((h) => h.replaceAll('<squad>', sq.manifest.squad).replace(/\s+/g, ' ').trim()) : [];
+}
+
+function howLines(sq: SquadMigration, p: SquadProgress, t: Terminal): string {
+  const how = nextStepHow(sq, p);
+  if (!how.length) return '';
+  return `${t.colors.bold(`how to do ${p.nextStep}`)} (${sq.playbook.file}):\n${how.map((h) => `  ${h}`).join('\n')}\n`;
+}
+
+function showSquad(sq: SquadMigration, p: SquadProgress, t: Terminal, storeDescription: string): string {
   const c = t.colors;
   const head = [
     `${c.bold(p.squad)}${p.title ? ` — ${p.title}` : ''}`,
@@ -98,7 +110,8 @@ function showSquad(p: SquadProgress, t: Terminal, storeDescription: string): str
       for (const line of s.lastCheck.output) details.push(`    ${line}`);
     }
   }
-  return `${head.join('\n')}\n${stepsTable(p, t)}\n${details.length ? `\n${details.join('\n')}\n` : ''}`;
+  const how = howLines(sq, p, t);
+  return `${head.join('\n')}\n${stepsTable(p, t)}\n${details.length ? `\n${details.join('\n')}\n` : ''}${how ? `\n${how}` : ''}`;
 }
 
 function terminalReporter(t: Terminal): CheckReporter {
@@ -136,7 +149,7 @@ export async function listAction(o: CommonOptions): Promise<void> {
       const progress = await allProgress(catalog, store);
       if (o.json) return printJson({ squads: progress });
       const t = stdoutTerminal();
-      t.write(overviewTable(progress, t) + '\n');
+      t.write(overviewTable(progress, t) + '\n' + t.colors.dim(`state: ${store.description}`) + '\n');
     });
 }
 
@@ -145,9 +158,9 @@ export async function showAction(squad: string, o: CommonOptions & { history?: n
       const sq = findSquad(catalog, squad);
       const p = squadProgress(sq, await store.read(squad));
       const history = await store.audit({ squad, limit: o.history ?? 50 });
-      if (o.json) return printJson({ ...p, history });
+      if (o.json) return printJson({ ...p, nextStepHow: nextStepHow(sq, p), history });
       const t = stdoutTerminal();
-      t.write(showSquad(p, t, store.description));
+      t.write(showSquad(sq, p, t, store.description));
       if (o.history) {
         t.write(`\nhistory (last ${o.history}):\n`);
         for (const e of history) {
@@ -177,11 +190,12 @@ export async function checkAction(squad: string, stepId: string | undefined, o: 
       const ran = results.filter((r) => !r.skipped);
       const failed = ran.filter((r) => !r.ok);
       const p = squadProgress(sq, await store.read(squad));
-      if (o.json) printJson({ squad, ok: failed.length === 0, results, progress: { done: p.done, total: p.total, nextStep: p.nextStep } });
+      if (o.json) printJson({ squad, ok: failed.length === 0, results, progress: { done: p.done, total: p.total, nextStep: p.nextStep, nextStepHow: nextStepHow(sq, p) } });
       else {
         t.write(
           `\n${squad}: ${ran.length} check(s) run, ${ran.length - failed.length} passed, ${failed.length} failed · ${p.done}/${p.total} steps done · next: ${p.nextStep ?? 'nothing, all done'}\n`,
         );
+        if (failed.length > 0) t.write(howLines(sq, p, t));
       }
       if (failed.length > 0) process.exitCode = EXIT_CHECK_FAILED;
     });
@@ -227,5 +241,6 @@ export async function reportAction(o: CommonOptions & { format: 'table' | 'md' |
               ? renderHtmlReport(progress, generatedAt)
               : renderTableReport(progress, t);
       t.write(text);
+      if (format === 'table') t.write(t.colors.dim(`state: ${store.description}`) + '\n');
     });
 }

@@ -129,10 +129,18 @@ export class RedisStateStore implements StateStore {
     await this.ready();
     const raw = await this.redis.xrange(this.auditKey, '-', '+');
     const out: AuditEntry[] = [];
-    for (const [, fields] of raw) {
+    for (const [id, fields] of raw) {
       const i = fields.indexOf('entry');
       if (i < 0) continue;
-      const e = JSON.parse(fields[i + 1]!) as AuditEntry;
+      let e: AuditEntry;
+      try {
+        e = JSON.parse(fields[i + 1]!) as AuditEntry;
+      } catch {
+        e = undefined as unknown as AuditEntry;
+      }
+      if (!e || typeof e !== 'object' || typeof e.squad !== 'string' || typeof e.step !== 'string' || !e.next || typeof e.next !== 'object') {
+        throw new CliError(`Redis stream ${this.auditKey} entry ${id} is corrupt (its "entry" field is not an audit entry in JSON); it was left untouched`, EXIT_USAGE);
+      }
       if (!opts.squad || e.squad === opts.squad) out.push(e);
     }
     return opts.limit ? out.slice(-opts.limit) : out;

@@ -34,6 +34,7 @@ export function completeStep(
   if (step.evidence === 'required' && !who.evidence) {
     throw new CliError(`step "${step.id}" needs evidence: add --evidence <link or text> (e.g. the merged pull request)`, EXIT_USAGE);
   }
+
   return (state) => {
     const previous = stepRecord(state, step.id);
     if (previous.status === 'done') {
@@ -45,6 +46,13 @@ export function completeStep(
     const waiting = pendingDependencies(step, state);
     if (waiting.length > 0) {
       throw new CliError(`cannot complete ${sq.manifest.squad}/${step.id}: it depends on ${waiting.join(', ')}, not done yet`, EXIT_USAGE);
+    }
+    if (!step.manual && !who.evidence) {
+      // An automated step done by hand: its check did not say so, a person must say how they know.
+      throw new CliError(
+        `step "${step.id}" is automated (check ${step.check.type}): run \`bifrost migrate check ${sq.manifest.squad} ${step.id}\`, or, to complete it by hand, say how it was verified with --evidence <link or text>`,
+        EXIT_USAGE,
+      );
     }
     const record: StepRecord = {
       status: 'done',
@@ -85,15 +93,28 @@ export function reopenStep(
   };
 }
 
+/** Whether two records of a step are the same transition (status, who, when, how), whatever their last check. */
+export function sameTransition(a: StepRecord, b: StepRecord): boolean {
+  return a.status === b.status && a.by === b.by && a.at === b.at && a.via === b.via && a.reason === b.reason && a.evidence === b.evidence;
+}
+
+/**
+ * Records a check result. `seen` is the step's record when the check started:
+ * when a person completed or reopened the step while the check ran, a pass
+ * does not complete it (the result is recorded, and the message says so):
+ * a result from before a reopen must not undo it.
+ */
 export function recordCheck(
   sq: SquadMigration,
   step: PlaybookStep,
   outcome: CheckOutcome,
   durationMs: number,
   now = () => new Date().toISOString(),
-): (state: SquadState) => Decision<TransitionResult & { waitingOn: string[] }> {
+  seen?: StepRecord,
+): (state: SquadState) => Decision<TransitionResult & { waitingOn: string[]; changedMeanwhile: boolean }> {
   return (state) => {
     const previous = stepRecord(state, step.id);
+    const changedMeanwhile = seen !== undefined && !sameTransition(seen, previous);
     const at = now();
     const lastCheck = {
       ok: outcome.ok,
@@ -104,10 +125,13 @@ export function recordCheck(
       ...(outcome.data ? { data: outcome.data } : {}),
     };
     const waitingOn = pendingDependencies(step, state);
-    const completes = outcome.ok && previous.status !== 'done' && waitingOn.length === 0;
+    const completes = outcome.ok && previous.status !== 'done' && waitingOn.length === 0 && !changedMeanwhile;
     const record: StepRecord = completes ? { status: 'done', by: CHECK_ACTOR, at, via: 'check', lastCheck } : { ...previous, lastCheck };
+    const meanwhile = `${previous.status === 'done' ? 'completed' : 'reopened'} by ${previous.by ?? '?'} at ${previous.at ?? '?'}${previous.reason ? ` (${previous.reason})` : ''}`;
     const message = completes
       ? `${sq.manifest.squad}/${step.id} passed and is now done`
+      : outcome.ok && changedMeanwhile && previous.status !== 'done'
+        ? `${sq.manifest.squad}/${step.id} passed, but the step was ${meanwhile} while the check ran: this result is recorded and does not complete it; run the check again`
       : outcome.ok
         ? previous.status === 'done'
           ? `${sq.manifest.squad}/${step.id} passed (already done)`
@@ -115,7 +139,7 @@ export function recordCheck(
         : `${sq.manifest.squad}/${step.id} failed${previous.status === 'done' ? ' (the step stays done; look into it or reopen it)' : ''}`;
     return {
       changes: [{ step: step.id, action: completes ? 'complete' : 'check', by: CHECK_ACTOR, next: record }],
-      result: { changed: true, step: step.id, previous, record, waitingOn, message },
+      result: { changed: true, step: step.id, previous, record, waitingOn, changedMeanwhile, message },
     };
   };
 }

@@ -6,6 +6,8 @@
  * client subscribed to that collection that stayed connected from before the
  * update until the grace period after it (legacy clients have no recovery:
  * what happens during their own reconnect gap is counted apart, not as lost).
+ * The rollout percentage it found is put back when it ends, also on an error
+ * or Ctrl-C (`signal`); the command refuses to start while a ramp is running.
  */
 import { randomBytes } from 'node:crypto';
 import { signAccessToken } from '../../gateway/token.ts';
@@ -27,6 +29,8 @@ export interface SimulationOptions {
   /** How long an update may take to reach its subscribers, ms. */
   graceMs: number;
   onTick?: (s: SimulationStats) => void;
+  /** Aborted (Ctrl-C): the ramp stops early; the starting percentage is restored all the same. */
+  signal?: AbortSignal;
 }
 
 export interface SimulationStats {
@@ -45,6 +49,12 @@ export interface SimulationStats {
   missed: number;
   /** Deliveries not expected because the client was reconnecting: the legacy protocol cannot replay them. */
   duringReconnect: number;
+  /** The rollout percentage before the simulation, put back when it ends (also on Ctrl-C or an error). */
+  startPercent: number | null;
+  /** Whether the starting percentage was put back (false while running, or when restoring failed). */
+  restored: boolean;
+  /** Stopped early (Ctrl-C). */
+  interrupted: boolean;
 }
 
 interface SimClient {
@@ -103,9 +113,29 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
     expected: 0,
     missed: 0,
     duringReconnect: 0,
+    startPercent: null,
+    restored: false,
+    interrupted: false,
   };
 
-  await adminJson(o, 'PUT', '/api/rollout', { percent: o.ramp[0] ?? 0 });
+  // The real rollout: remembered now, put back in `finally` whatever happens.
+  const before = (await adminJson(o, 'GET', '/api/rollout')) as { percent?: unknown };
+  if (typeof before.percent !== 'number') throw new SimulationError(`GET /api/rollout on the shim admin API has no percent (is the shim in flags-file mode?): ${JSON.stringify(before).slice(0, 200)}`);
+  const startPercent = before.percent;
+  stats.startPercent = startPercent;
+  let changed = false;
+  const aborted = () => o.signal?.aborted === true;
+  const sleep = (ms: number) =>
+    new Promise<void>((res) => {
+      if (aborted()) return res();
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        o.signal?.removeEventListener('abort', done);
+        res();
+      }
+      o.signal?.addEventListener('abort', done, { once: true });
+    });
   const collectionIds = Array.from({ length: o.collections }, (_, k) => `sim-${run}-c${k}`);
 
   /** A request failed on a connection that stayed up all along (not one cut by a move mid-request). */
@@ -120,6 +150,8 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
   const steadyFor = (s: SimClient, u: Update) => s.periods.some((p) => p.from < u.sentAt && (p.to === undefined || p.to > u.ackAt + o.graceMs));
 
   try {
+    changed = true;
+    await adminJson(o, 'PUT', '/api/rollout', { percent: o.ramp[0] ?? 0 });
     // Clients: Godserver init through the shim, then connect where it says.
     for (let i = 0; i < o.clients; i += 20) {
       await Promise.all(
@@ -210,22 +242,31 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
     };
 
     for (const [i, percent] of o.ramp.entries()) {
+      if (aborted()) break;
       stats.step = i + 1;
       stats.percent = percent;
       if (i > 0) await adminJson(o, 'PUT', '/api/rollout', { percent });
       const stepEndsAt = Date.now() + o.everyMs;
-      while (Date.now() < stepEndsAt) {
+      while (Date.now() < stepEndsAt && !aborted()) {
         await refresh(stepEndsAt);
-        await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, stepEndsAt - Date.now()))));
+        await sleep(Math.min(1000, Math.max(0, stepEndsAt - Date.now())));
       }
     }
     stopUpdates = true;
     await updater;
-    await new Promise((r) => setTimeout(r, o.graceMs + 500));
+    await sleep(o.graceMs + 500);
     await refresh(Date.now());
-    return { ...stats };
   } finally {
     stopUpdates = true;
+    stats.interrupted = aborted();
     await Promise.all(sims.filter(Boolean).map((s) => s.client.close()));
+    if (changed) {
+      // Put the real rollout back as it was: a simulation is not a rollout decision.
+      await adminJson(o, 'PUT', '/api/rollout', { percent: startPercent }).then(
+        () => (stats.restored = true),
+        (err: Error) => process.stderr.write(`warning: could not restore the rollout to ${startPercent}% (${err.message}): run \`bifrost rollout set ${startPercent}\`\n`),
+      );
+    }
   }
+  return { ...stats };
 }

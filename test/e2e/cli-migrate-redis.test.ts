@@ -65,7 +65,7 @@ describe('migrate on the Redis store', () => {
     const d = await writeShippedFixture(dir);
     const args = ['--migrations-dir', d.migrationsDir, '--playbooks-dir', d.playbooksDir, '--state-prefix', prefix];
     const env = { REDIS_URL: redisUrl };
-    expect((await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'ada', ...args], { env })).code).toBe(0);
+    expect((await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'ada', '--evidence', 'reviewed', ...args], { env })).code).toBe(0);
     const again = await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'bob', ...args], { env });
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/^= collections\/inventory is already done \(by ada at \S+\); nothing changed\n$/);
@@ -97,6 +97,13 @@ describe('migrate on the Redis store', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`bifrost: Redis key ${prefix}squad:collections field "inventory" is corrupt (a step record must be an object); it was left untouched\n`);
     expect(await redis.hget(`${prefix}squad:collections`, 'inventory')).toBe('"done"');
+    // A corrupt audit entry is refused in one line, not a JSON stack trace.
+    await redis.del(`${prefix}squad:collections`);
+    const id = await redis.xadd(`${prefix}audit`, '*', 'squad', 'collections', 'step', 'inventory', 'entry', '{not json');
+    const show = await runCli(['migrate', 'show', 'collections', ...args], { env: { REDIS_URL: redisUrl, BIFROST_STATE_PREFIX: prefix } });
+    expect(show).toMatchObject({ code: 2, stderr: `bifrost: Redis stream ${prefix}audit entry ${id} is corrupt (its "entry" field is not an audit entry in JSON); it was left untouched\n` });
+    const list = await runCli(['migrate', 'list', ...args], { env: { REDIS_URL: redisUrl, BIFROST_STATE_PREFIX: prefix } });
+    expect(list.stdout).toContain(`state: redis ${redisUrl} (prefix ${prefix})`);
     const port = await freePort();
     const down = await runCli(['migrate', 'list', ...args], { env: { REDIS_URL: `redis://127.0.0.1:${port}`, BIFROST_STATE_PREFIX: prefix } });
     expect(down.code).toBe(2);

@@ -1,7 +1,8 @@
 /**
  * The collections squad migrated end to end against `bifrost up` (the whole
  * stack on random ports, dev credentials), as a squad engineer would do it:
- * `migrate check`, register the service, raise the rollout, `check` again,
+ * `migrate check`, register the service, raise the rollout to the canary's 5 %
+ * (cutover still fails: users remain on Sync), ramp to 100 %, `check` again,
  * complete the manual step — on the file store, then on the Redis store.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -56,7 +57,9 @@ beforeAll(async () => {
       reject(new Error(`bifrost up exited ${code}: ${err}`));
     });
   });
-  dirs = await writeShippedFixture(dir, { syncUrl: info.syncUrl, extraCollections: 'stepOptions:\n  canary: { forSeconds: 0, sampleSeconds: 1 }\n' });
+  // No legacy client connects in this test, so the canary's traffic minimum is waived here
+  // (minRequests: 0); the 20-upgrade default is covered in integration/migration-checks.test.ts.
+  dirs = await writeShippedFixture(dir, { syncUrl: info.syncUrl, extraCollections: 'stepOptions:\n  canary: { forSeconds: 0, sampleSeconds: 1, minRequests: 0 }\n' });
 });
 
 afterAll(async () => {
@@ -108,10 +111,31 @@ describe('migrating the collections squad against `bifrost up`', () => {
       'subscribe-headers:done',
       'route-parity:done',
       'canary:pass',
+      'cutover:fail rollout is at 5%, cutover needs 100%: ramp up first (`bifrost rollout ramp --steps 25,50,100 --interval 30m`), then check again',
+      'decommission:manual',
+    ]);
+    expect(second.code).toBe(1);
+    const early = await runCli(['migrate', 'complete', 'collections', 'decommission', '--by', 'ada@example.com', '--evidence', 'https://git.example.com/sync/pull/812', ...where]);
+    expect(early.code).toBe(2);
+    expect(early.stderr).toContain('cannot complete collections/decommission: it depends on cutover, not done yet');
+    const full = await fetch(`${info.adminUrl}/api/rollout`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ percent: 100 }),
+    });
+    expect(full.status).toBe(200);
+    const third = await runCli(['migrate', 'check', 'collections', '--json', ...where, ...stackArgs()]);
+    expect(steps(third.stdout)).toEqual([
+      'inventory:done',
+      'register-service:done',
+      'dual-publish:done',
+      'subscribe-headers:done',
+      'route-parity:done',
+      'canary:done',
       'cutover:pass',
       'decommission:manual',
     ]);
-    expect(second.code).toBe(0);
+    expect(third.code).toBe(0);
     const done = await runCli(['migrate', 'complete', 'collections', 'decommission', '--by', 'ada@example.com', '--evidence', 'https://git.example.com/sync/pull/812', ...where]);
     expect(done.code).toBe(0);
     const list = JSON.parse((await runCli(['migrate', 'list', '--json', ...where])).stdout);
@@ -131,7 +155,7 @@ describe('migrating the collections squad against `bifrost up`', () => {
         headers: { authorization: `Bearer ${DEV_SERVICE_TOKEN}`, 'content-type': 'application/json' },
         body: JSON.stringify({ upstream: info.syncUrl, prefixes: ['/collection'] }),
       });
-      await fetch(`${info.adminUrl}/api/rollout`, { method: 'PUT', headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ percent: 5 }) });
+      await fetch(`${info.adminUrl}/api/rollout`, { method: 'PUT', headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ percent: 100 }) });
       const r = await runCli(['migrate', 'check', 'collections', '--json', ...where, ...stackArgs()], { env });
       expect(steps(r.stdout)).toEqual([
         'inventory:pass',

@@ -115,9 +115,37 @@ describe('complete, reopen, show', () => {
     expect(r.stderr).toContain('step "decommission" needs evidence: add --evidence');
   });
 
+  it('an automated step completed by hand without --evidence is refused in one line', async () => {
+    const r = await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'ada', ...where()]);
+    expect(r).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: 'bifrost: step "inventory" is automated (check inventory): run `bifrost migrate check collections inventory`, or, to complete it by hand, say how it was verified with --evidence <link or text>\n',
+    });
+  });
+
+  it('numeric options say what they count and respect the checks\' bounds', async () => {
+    const history = await runCli(['migrate', 'show', 'collections', '--history', '0', ...where()]);
+    expect(history).toMatchObject({ code: 2, stderr: 'bifrost: --history must be a positive integer (a number of audit entries), got "0"\n' });
+    const timeout = await runCli(['migrate', 'check', 'collections', 'inventory', '--timeout-ms', '1', ...where()]);
+    expect(timeout).toMatchObject({ code: 2, stderr: 'bifrost: --timeout-ms must be an integer from 100 to 600000 (milliseconds), got "1"\n' });
+    const event = await runCli(['migrate', 'check', 'collections', 'inventory', '--event-timeout-ms', '200000', ...where()]);
+    expect(event).toMatchObject({ code: 2, stderr: 'bifrost: --event-timeout-ms must be an integer from 100 to 120000 (milliseconds), got "200000"\n' });
+  });
+
+  it('show ends with the playbook\'s how for the next step, the squad filled in', async () => {
+    await runCli(['migrate', 'check', 'collections', 'inventory', ...where()]);
+    const show = await runCli(['migrate', 'show', 'collections', ...where()]);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/how to do register-service \(\S+sync-to-bifrost\.yaml\):\n {2}curl -X PUT "http:\/\/127\.0\.0\.1:8081\/v1\/services\/<service>" .*\n {2}bifrost migrate check collections register-service\n$/);
+    expect(show.stdout).not.toContain('$PRIVATE_URL');
+    const json = JSON.parse((await runCli(['migrate', 'show', 'collections', '--json', ...where()])).stdout);
+    expect(json.nextStepHow).toEqual([expect.stringMatching(/^curl -X PUT "http:\/\/127\.0\.0\.1:8081/), 'bifrost migrate check collections register-service']);
+  });
+
   it('20 concurrent `complete` processes on different steps of one squad all land', async () => {
     const wide = await writeWideFixture(path.join(dir, 'wide'), 20);
-    const args = (step: string, i: number) => ['migrate', 'complete', 'wide', step, '--by', `user-${i}`, '--migrations-dir', wide.migrationsDir, '--playbooks-dir', wide.playbooksDir, '--state-file', stateFile, '--json'];
+    const args = (step: string, i: number) => ['migrate', 'complete', 'wide', step, '--by', `user-${i}`, '--evidence', `e${i}`, '--migrations-dir', wide.migrationsDir, '--playbooks-dir', wide.playbooksDir, '--state-file', stateFile, '--json'];
     const runs = await Promise.all(wide.steps.map((s, i) => runCli(args(s, i), { timeoutMs: 400_000 })));
     expect(runs.map((r) => r.code)).toEqual(wide.steps.map(() => 0));
     expect(runs.every((r) => JSON.parse(r.stdout).changed === true)).toBe(true);
@@ -128,7 +156,7 @@ describe('complete, reopen, show', () => {
   }, 600_000);
 
   it('a corrupt state file is refused with a clear error and left as it was', async () => {
-    await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'ada', ...where()]);
+    await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'ada', '--evidence', 'reviewed', ...where()]);
     const broken = (await readFile(stateFile, 'utf8')).slice(0, 40);
     await writeFile(stateFile, broken);
     for (const args of [['migrate', 'complete', 'collections', 'register-service', '--by', 'ada'], ['migrate', 'list']]) {
@@ -144,12 +172,19 @@ describe('list and report', () => {
   it('list shows progress, next step, owner and target; overdue in red only when colors are on', async () => {
     const file = path.join(dirs.migrationsDir, 'workspaces.yaml');
     await writeFile(file, (await readFile(file, 'utf8')).replace('targetDate: 2027-05-15', 'targetDate: 2024-01-31'));
-    await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'ada', ...where()]);
+    await runCli(['migrate', 'complete', 'collections', 'inventory', '--by', 'ada', '--evidence', 'reviewed', ...where()]);
     const plain = await runCli(['migrate', 'list', ...where()]);
     expect(plain.code).toBe(0);
     expect(plain.stdout).not.toContain('\x1b[');
     expect(plain.stdout).toMatch(/collections\s+│ ##-{10} 1\/8\s+│ register-service\s+│ Ada Lovelace/);
     expect(plain.stdout).toMatch(/workspaces\s+│ -+ 0\/8\s+│ inventory\s+│ Katherine Johnson .*│ 2024-01-31 overdue/);
+    expect(plain.stdout).toContain(`state: file ${stateFile}`);
+    const sentinels = await runCli(['migrate', 'list', ...where()], { env: { REDIS_SENTINELS: '127.0.0.1:26379', REDIS_CLUSTER_NODES: '127.0.0.1:7000' } });
+    expect(sentinels.code).toBe(0);
+    expect(sentinels.stderr).toBe(
+      'warning: REDIS_SENTINELS and REDIS_CLUSTER_NODES are set but REDIS_URL is not: migration state does not use Redis Sentinel or Cluster, it is kept in the state file; set REDIS_URL (e.g. the primary) to share it in Redis\n',
+    );
+    expect(sentinels.stdout).toContain(`state: file ${stateFile}`);
     const colored = await runCli(['migrate', 'list', ...where()], { env: { FORCE_COLOR: '1' } });
     expect(colored.stdout).toContain('\x1b[31m2024-01-31 overdue\x1b[39m');
     const noColor = await runCli(['migrate', 'list', ...where()], { env: { FORCE_COLOR: '1', NO_COLOR: '1' } });
@@ -167,6 +202,7 @@ describe('list and report', () => {
     const table = await runCli(['migrate', 'report', ...where()]);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/collections — Collections \(Ada Lovelace/);
+    expect(table.stdout).toMatch(/state: file \S+state\.json\n$/);
     const md = await runCli(['migrate', 'report', '--format', 'md', ...where()]);
     expect(md.stdout).toMatch(/^# Bifrost migration report\n/);
     expect(md.stdout).toContain('| [x] | **inventory** Write down the feature in a manifest | done | ada |');
@@ -205,23 +241,43 @@ describe('check against a live stack', () => {
     expect(early.stdout).toMatch(/^✓ subscribe-headers — reading \/collection\/\S+ through Bifrost subscribed the socket/m);
     expect(early.stdout).toMatch(/^· route-parity — waiting on register-service$/m);
     expect(early.stdout).toMatch(/^collections: 4 check\(s\) run, 3 passed, 1 failed · 3\/8 steps done · next: register-service$/m);
+    // A failed run ends with the playbook's how for the next step.
+    expect(early.stdout).toMatch(/\nhow to do register-service \(\S+\):\n {2}curl -X PUT "http:\/\/127\.0\.0\.1:8081\/v1\/services\/<service>".*\n {2}bifrost migrate check collections register-service\n$/);
     expect(early.stdout).not.toContain('\x1b[');
     peer.services.set('collections', { name: 'collections', upstream: peer.syncUrl, prefixes: ['/collection'] });
-    peer.knobs.percent = 5;
-    const rest = await runCli(['migrate', 'check', 'collections', '--json', ...where(), ...stackArgs()], { env });
-    expect(rest.code).toBe(0);
-    const out = JSON.parse(rest.stdout);
-    expect(out.results.map((r: { step: string; ok?: boolean; skipped?: string }) => `${r.step}:${r.skipped ?? r.ok}`)).toEqual([
+    Object.assign(peer.knobs, { percent: 5, okPerScrape: 50 });
+    const at5 = await runCli(['migrate', 'check', 'collections', '--json', ...where(), ...stackArgs()], { env });
+    expect(at5.code).toBe(1);
+    const out5 = JSON.parse(at5.stdout);
+    expect(out5.results.map((r: { step: string; ok?: boolean; skipped?: string }) => `${r.step}:${r.skipped ?? r.ok}`)).toEqual([
       'inventory:done',
       'register-service:true',
       'dual-publish:done',
       'subscribe-headers:done',
       'route-parity:true',
       'canary:true',
+      'cutover:false',
+      'decommission:manual',
+    ]);
+    expect(out5.results[6].summary).toBe('rollout is at 5%, cutover needs 100%: ramp up first (`bifrost rollout ramp --steps 25,50,100 --interval 30m`), then check again');
+    expect(out5.progress).toMatchObject({ done: 6, total: 8, nextStep: 'cutover', nextStepHow: ['bifrost rollout ramp --steps 25,50,100 --interval 30m', 'bifrost migrate check collections cutover'] });
+    const decommissionEarly = await runCli(['migrate', 'complete', 'collections', 'decommission', '--by', 'ada', '--evidence', 'https://git.example.com/sync/pull/812', ...where()]);
+    expect(decommissionEarly).toMatchObject({ code: 2, stderr: 'bifrost: cannot complete collections/decommission: it depends on cutover, not done yet\n' });
+    peer.knobs.percent = 100;
+    const rest = await runCli(['migrate', 'check', 'collections', '--json', ...where(), ...stackArgs()], { env });
+    expect(rest.code).toBe(0);
+    const out = JSON.parse(rest.stdout);
+    expect(out.results.map((r: { step: string; ok?: boolean; skipped?: string }) => `${r.step}:${r.skipped ?? r.ok}`)).toEqual([
+      'inventory:done',
+      'register-service:done',
+      'dual-publish:done',
+      'subscribe-headers:done',
+      'route-parity:done',
+      'canary:done',
       'cutover:true',
       'decommission:manual',
     ]);
-    expect(out.progress).toEqual({ done: 7, total: 8, nextStep: 'decommission' });
+    expect(out.progress).toMatchObject({ done: 7, total: 8, nextStep: 'decommission' });
     const last = await runCli(['migrate', 'complete', 'collections', 'decommission', '--by', 'ada', '--evidence', 'https://git.example.com/sync/pull/812', ...where()]);
     expect(last.code).toBe(0);
     const list = JSON.parse((await runCli(['migrate', 'list', '--json', ...where()])).stdout);

@@ -32,6 +32,11 @@ export interface PeerKnobs {
   /** Shim counters for bifrost: ok and error upgrades added per /metrics scrape. */
   okPerScrape: number;
   errorsPerScrape: number;
+  /** Bifrost upgrades the shim rejected (a failure) and the client aborted (neither), per scrape. */
+  rejectedPerScrape: number;
+  abortedPerScrape: number;
+  /** The flag version `GET /api/rollout` reports (null: none). */
+  version: number | null;
 }
 
 export interface StackPeer {
@@ -78,7 +83,7 @@ function prefixMatches(prefix: string, path: string): boolean {
 }
 
 export async function startStackPeer(initial: Partial<PeerKnobs> = {}): Promise<StackPeer> {
-  const knobs: PeerKnobs = { bridge: true, subscribeHeader: true, proxyTamper: false, percent: 0, okPerScrape: 0, errorsPerScrape: 0, ...initial };
+  const knobs: PeerKnobs = { bridge: true, subscribeHeader: true, proxyTamper: false, percent: 0, okPerScrape: 0, errorsPerScrape: 0, rejectedPerScrape: 0, abortedPerScrape: 0, version: null, ...initial };
   const records = new Map<string, Record<string, unknown>>();
   const published: StackPeer['published'] = [];
   const services = new Map<string, { name: string; upstream: string; prefixes: string[] }>();
@@ -231,14 +236,19 @@ export async function startStackPeer(initial: Partial<PeerKnobs> = {}): Promise<
   // --- Shim admin API ----------------------------------------------------
   let ok = 0;
   let errors = 0;
+  let rejected = 0;
+  let aborted = 0;
   const admin = await listen((req, _b, res) => {
-    if (req.url === '/api/rollout') return send(res, 200, { percent: knobs.percent, bucketBy: 'user' });
+    if (req.url === '/api/rollout') return send(res, 200, { percent: knobs.percent, bucketBy: 'user', ...(knobs.version !== null ? { version: knobs.version } : {}) });
     if (req.url === '/metrics') {
       ok += knobs.okPerScrape;
       errors += knobs.errorsPerScrape;
+      rejected += knobs.rejectedPerScrape;
+      aborted += knobs.abortedPerScrape;
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       res.end(
-        `# TYPE bifrost_shim_upgrades_total counter\nbifrost_shim_upgrades_total{backend="bifrost",outcome="ok"} ${ok}\nbifrost_shim_upgrades_total{backend="bifrost",outcome="error"} ${errors}\nbifrost_shim_upgrades_total{backend="sync",outcome="error"} 999\n`,
+        `# TYPE bifrost_shim_upgrades_total counter\nbifrost_shim_upgrades_total{backend="bifrost",outcome="ok"} ${ok}\nbifrost_shim_upgrades_total{backend="bifrost",outcome="error"} ${errors}\n` +
+          `bifrost_shim_upgrades_total{backend="bifrost",outcome="rejected"} ${rejected}\nbifrost_shim_upgrades_total{backend="bifrost",outcome="aborted"} ${aborted}\nbifrost_shim_upgrades_total{backend="sync",outcome="error"} 999\n`,
       );
       return;
     }

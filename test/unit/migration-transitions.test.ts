@@ -1,4 +1,6 @@
 /** Step transitions (complete, reopen, record a check) and the pieces checks are made of. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findStep, loadCatalog, stepParams, type SquadMigration } from '../../cli/migration/catalog.ts';
@@ -8,6 +10,7 @@ import { fillTemplate } from '../../cli/migration/http-call.ts';
 import { parsePrometheusText, sumOf } from '../../cli/migration/prometheus-text.ts';
 import { applyChanges, emptySquadState, type SquadState } from '../../cli/migration/state-store.ts';
 import { completeStep, recordCheck, reopenStep } from '../../cli/migration/step-transitions.ts';
+import { FileStateStore } from '../../cli/migration/state-store-file.ts';
 import { CliError } from '../../cli/output.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -24,7 +27,7 @@ function apply(state: SquadState, decide: (s: SquadState) => { changes: Paramete
 describe('step transitions', () => {
   it('completes a step whose dependencies are done, once', () => {
     let s = emptySquadState('collections');
-    const first = completeStep(sq, findStep(sq, 'inventory'), { by: 'ada' })(s);
+    const first = completeStep(sq, findStep(sq, 'inventory'), { by: 'ada', evidence: 'reviewed by hand' })(s);
     expect(first.changes).toHaveLength(1);
     expect(first.result).toMatchObject({ changed: true, record: { status: 'done', by: 'ada', via: 'manual' } });
     s = applyChanges(s, first.changes);
@@ -34,8 +37,22 @@ describe('step transitions', () => {
   });
 
   it('refuses to complete a step before its dependencies', () => {
-    const decide = completeStep(sq, findStep(sq, 'route-parity'), { by: 'ada' });
+    const decide = completeStep(sq, findStep(sq, 'route-parity'), { by: 'ada', evidence: 'compared by hand' });
     expect(() => decide(emptySquadState('collections'))).toThrow(/depends on register-service, not done yet/);
+  });
+
+  it('refuses to complete an automated step by hand without evidence, saying how to check it instead', () => {
+    const ready = emptySquadState('collections');
+    for (const id of ['inventory', 'register-service', 'dual-publish', 'subscribe-headers', 'route-parity', 'canary']) ready.steps[id] = { status: 'done', by: 'check', via: 'check' };
+    const refuse = () => completeStep(sq, findStep(sq, 'cutover'), { by: 'ada' })(ready);
+    expect(refuse).toThrow(CliError);
+    expect(refuse).toThrow('step "cutover" is automated (check cutover): run `bifrost migrate check collections cutover`, or, to complete it by hand, say how it was verified with --evidence <link or text>');
+    try {
+      refuse();
+    } catch (err) {
+      expect((err as CliError).exitCode).toBe(2);
+    }
+    expect(completeStep(sq, findStep(sq, 'cutover'), { by: 'ada', evidence: 'https://grafana/d/rollout' })(ready).result.record).toMatchObject({ status: 'done', evidence: 'https://grafana/d/rollout' });
   });
 
   it('requires evidence where the playbook asks for it', () => {
@@ -45,8 +62,8 @@ describe('step transitions', () => {
 
   it('reopens a done step with a reason and names done dependents', () => {
     let s = emptySquadState('collections');
-    s = apply(s, completeStep(sq, findStep(sq, 'inventory'), { by: 'ada' }));
-    s = apply(s, completeStep(sq, findStep(sq, 'register-service'), { by: 'ada' }));
+    s = apply(s, completeStep(sq, findStep(sq, 'inventory'), { by: 'ada', evidence: 'e' }));
+    s = apply(s, completeStep(sq, findStep(sq, 'register-service'), { by: 'ada', evidence: 'e' }));
     const r = reopenStep(sq, findStep(sq, 'inventory'), { by: 'grace', reason: 'wrong prefix' })(s);
     expect(r.result).toMatchObject({ changed: true, doneDependents: ['register-service'], record: { status: 'pending', by: 'grace', reason: 'wrong prefix' } });
     s = applyChanges(s, r.changes);
@@ -67,11 +84,38 @@ describe('step transitions', () => {
   });
 
   it('a failing check of a done step keeps it done and records the failure', () => {
-    let s = apply(emptySquadState('collections'), completeStep(sq, findStep(sq, 'inventory'), { by: 'ada' }));
+    let s = apply(emptySquadState('collections'), completeStep(sq, findStep(sq, 'inventory'), { by: 'ada', evidence: 'e' }));
     const r = recordCheck(sq, findStep(sq, 'inventory'), { ok: false, summary: 'broken', output: [] }, 1)(s);
     s = applyChanges(s, r.changes);
     expect(s.steps.inventory).toMatchObject({ status: 'done', by: 'ada', lastCheck: { ok: false, summary: 'broken' } });
     expect(r.result.message).toMatch(/stays done/);
+  });
+
+  it('a pass recorded after the step was reopened mid-check does not complete it again (file store)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'bifrost-transitions-'));
+    const store = new FileStateStore(path.join(dir, 'state.json'));
+    try {
+      const step = findStep(sq, 'inventory');
+      await store.update('collections', recordCheck(sq, step, { ok: true, summary: 'first', output: [] }, 1));
+      // A second check starts: it sees the step done...
+      const seen = (await store.read('collections')).steps.inventory!;
+      expect(seen.status).toBe('done');
+      // ...someone reopens it while the check runs...
+      await store.update('collections', reopenStep(sq, step, { by: 'grace', reason: 'owners changed' }));
+      // ...and the old pass comes back.
+      const r = await store.update('collections', recordCheck(sq, step, { ok: true, summary: 'stale pass', output: [] }, 1, undefined, seen));
+      expect(r.changedMeanwhile).toBe(true);
+      expect(r.record.status).toBe('pending');
+      expect(r.message).toMatch(/^collections\/inventory passed, but the step was reopened by grace at \S+ \(owners changed\) while the check ran: this result is recorded and does not complete it; run the check again$/);
+      const after = (await store.read('collections')).steps.inventory!;
+      expect(after).toMatchObject({ status: 'pending', by: 'grace', reason: 'owners changed', lastCheck: { ok: true, summary: 'stale pass' } });
+      // A check that starts after the reopen completes it as usual.
+      const fresh = await store.update('collections', recordCheck(sq, step, { ok: true, summary: 'fresh', output: [] }, 1, undefined, after));
+      expect(fresh.record).toMatchObject({ status: 'done', by: 'check' });
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("manifest stepOptions override the playbook's check parameters", () => {

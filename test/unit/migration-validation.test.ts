@@ -83,6 +83,27 @@ describe('squad manifest validation', () => {
     ]);
   });
 
+  it('refuses a mutating route that is not marked safe to repeat or on its own probe record (route-parity sends it twice)', () => {
+    const route = (extra: string, method = 'PATCH') => GOOD_MANIFEST.replace('    method: GET\n    path: /gadget\n', `    method: ${method}\n    path: /gadget/{id}\n${extra}`);
+    const plain = manifestProblems(route(''));
+    expect(plain).toEqual([expect.objectContaining({ line: 14, field: 'routes[0].method', expected: expect.stringMatching(/^expected GET, or a PATCH route marked `safeToRepeat: true` .* or `ownProbeRecord: true` .*: route-parity sends every route twice$/) })]);
+    expect(manifestProblems(route('    safeToRepeat: true\n'))).toEqual([]);
+    expect(manifestProblems(route('    ownProbeRecord: true\n'))).toEqual([]);
+    expect(manifestProblems(route('', 'POST')).map((p) => p.field)).toEqual(['routes[0].method']);
+    // A second DELETE never answers like the first.
+    expect(manifestProblems(route('    safeToRepeat: true\n', 'DELETE'))).toEqual([expect.objectContaining({ field: 'routes[0].safeToRepeat', expected: expect.stringMatching(/ownProbeRecord: true` for a DELETE route/) })]);
+    expect(manifestProblems(route('    ownProbeRecord: true\n', 'DELETE'))).toEqual([]);
+    // ownProbeRecord needs probe.create and {id}.
+    const noCreate = route('    ownProbeRecord: true\n').replace('  create: { method: POST, path: /gadget, body: { name: probe } }\n', '  id: g1\n');
+    expect(manifestProblems(noCreate).map((p) => p.field)).toEqual(['routes[0].ownProbeRecord']);
+  });
+
+  it('refuses a probe cleanup without create: the checks never delete a record they did not create', () => {
+    const fixed = GOOD_MANIFEST.replace('  create: { method: POST, path: /gadget, body: { name: probe } }\n', '  id: g1\n  cleanup: { method: DELETE, path: "/gadget/{id}" }\n');
+    expect(manifestProblems(fixed)).toEqual([expect.objectContaining({ field: 'probe.cleanup', expected: expect.stringMatching(/only with `create`: the checks delete only the probe records they create, never a fixed `id`/) })]);
+    expect(manifestProblems(fixed.replace('  cleanup: { method: DELETE, path: "/gadget/{id}" }\n', ''))).toEqual([]);
+  });
+
   it('reports YAML syntax errors with their line', () => {
     expect(() => YamlSource.parse('bad.yaml', 'squad: x\nowners: [a, b\nplaybook: y\n')).toThrow(ConfigError);
     try {

@@ -1,34 +1,73 @@
 /**
  * `canary`: the rollout sends at least `minPercent` of users to Bifrost, and
- * Bifrost's error rate (from the shim's `/metrics`, over a `sampleSeconds`
- * window) stays under `maxErrorRate`, continuously for `forSeconds`. The time
- * is measured across runs: each healthy run keeps the start of the healthy
- * streak in the recorded result; an unhealthy run resets it.
+ * Bifrost's upgrade failure rate (from the shim's `/metrics`) stays under
+ * `maxErrorRate`, continuously for `forSeconds`, with at least `minRequests`
+ * Bifrost upgrades behind every judgement.
+ *
+ * The time is measured across runs, and so is the traffic: each run stores
+ * the shim's cumulative counters in the recorded result (`data.mark`), and the
+ * next run judges the whole period since then from the counters' difference
+ * (not a few seconds sampled when someone happens to run the check). A period
+ * with too little traffic is carried over to the next run. The streak restarts
+ * when a period's failure rate is too high, when the counters went back (the
+ * shim restarted: the time in between cannot be judged), or when the flag
+ * changed more than once since the last run (the percentage may have dipped
+ * below `minPercent` in between). Failures are the shim's own definition
+ * (`FAILED_UPGRADE_OUTCOMES`: rejected, refused, error, unavailable), the one
+ * the ramp's guard uses; `aborted` (the client gave up) is neither.
  */
-import { brief, httpCall, joinUrl } from '../http-call.ts';
+import { FAILED_UPGRADE_OUTCOMES } from '../../../proxy/upgrade-stats.ts';
+import { httpCall, joinUrl } from '../http-call.ts';
 import { parsePrometheusText, sumOf } from '../prometheus-text.ts';
 import { paramsSchema, type StepCheck } from '../step-check.ts';
+import { readShimRollout } from './shim-rollout.ts';
 
-interface Counts {
+/** Bifrost upgrades counted so far (cumulative), and when they were read. */
+interface Mark {
+  at: string;
   total: number;
-  errors: number;
+  failed: number;
 }
+
+/** What a run records for the next one (`CheckRecord.data`). */
+export interface CanaryData {
+  percent: number;
+  version: number | null;
+  /** The counters at the start of the period not judged yet. */
+  mark?: Mark;
+  /** Start of the healthy streak, while there is one. */
+  healthySince?: string;
+  errorRate?: number;
+}
+
+/** Outcomes that are neither success nor failure (the client gave up). */
+const NEITHER = new Set(['aborted']);
+
+/** The same figure as `bifrost rollout ramp --min-requests` (default 20). */
+export const CANARY_MIN_REQUESTS = 20;
+
+function markOf(v: unknown): Mark | undefined {
+  const m = v as Partial<Mark> | null | undefined;
+  return m && typeof m.at === 'string' && !Number.isNaN(Date.parse(m.at)) && typeof m.total === 'number' && typeof m.failed === 'number' ? (m as Mark) : undefined;
+}
+
+const pct = (r: number) => `${(r * 100).toFixed(2)}%`;
+const secondsBetween = (from: string, to: string) => Math.round((Date.parse(to) - Date.parse(from)) / 1000);
 
 export const canaryCheck: StepCheck = {
   type: 'canary',
   manual: false,
-  describes: 'rollout ≥ minPercent with the Bifrost error rate under maxErrorRate for forSeconds',
+  describes: 'rollout ≥ minPercent with the Bifrost upgrade failure rate under maxErrorRate for forSeconds, judged over all the time between runs',
   paramsSchema: paramsSchema({
     minPercent: { type: 'number', minimum: 0, maximum: 100, expected: 'a percentage 0..100' },
     maxErrorRate: { type: 'number', minimum: 0, maximum: 1, expected: 'a ratio 0..1 (0.01 = 1%)' },
     forSeconds: { type: 'integer', minimum: 0, expected: 'seconds the canary must stay healthy' },
-    sampleSeconds: { type: 'number', minimum: 0, maximum: 300, expected: 'seconds between the two metric samples' },
-    minRequests: { type: 'integer', minimum: 0, expected: 'the least traffic in a sample for the error rate to count' },
+    sampleSeconds: { type: 'number', minimum: 0, maximum: 300, expected: 'seconds between the two metric samples of a first run' },
+    minRequests: { type: 'integer', minimum: 0, expected: 'the least Bifrost upgrades in a period for its failure rate to count' },
     metric: { type: 'string', pattern: '^[a-zA-Z_:][a-zA-Z0-9_:]*$', expected: 'a Prometheus counter name' },
     backendLabel: { type: 'string' },
     backend: { type: 'string' },
     outcomeLabel: { type: 'string' },
-    okOutcomes: { type: 'array', items: { type: 'string' }, expected: 'outcome label values that are not errors' },
   }),
   defaults: {
     timeoutMs: 5000,
@@ -36,61 +75,97 @@ export const canaryCheck: StepCheck = {
     maxErrorRate: 0.01,
     forSeconds: 600,
     sampleSeconds: 5,
-    minRequests: 0,
+    minRequests: CANARY_MIN_REQUESTS,
     metric: 'bifrost_shim_upgrades_total',
     backendLabel: 'backend',
     backend: 'bifrost',
     outcomeLabel: 'outcome',
-    okOutcomes: ['ok', 'rejected', 'aborted'],
   },
   async run(ctx) {
     const p = ctx.params as {
       timeoutMs: number; minPercent: number; maxErrorRate: number; forSeconds: number; sampleSeconds: number; minRequests: number;
-      metric: string; backendLabel: string; backend: string; outcomeLabel: string; okOutcomes: string[];
+      metric: string; backendLabel: string; backend: string; outcomeLabel: string;
     };
     const output: string[] = [];
-    const rollout = await httpCall(joinUrl(ctx.stack.adminUrl, '/api/rollout'), { timeoutMs: p.timeoutMs });
-    const percent = (rollout.body as { percent?: unknown } | null)?.percent;
-    if (rollout.status !== 200 || typeof percent !== 'number') {
-      return { ok: false, summary: `the shim admin API GET /api/rollout answered ${rollout.status} ${brief(rollout.body)}: expected {percent}`, output };
-    }
+    const rollout = await readShimRollout(ctx.stack, p.timeoutMs);
+    if (typeof rollout === 'string') return { ok: false, summary: rollout, output, data: {} };
+    const { percent, version } = rollout;
     output.push(`rollout: ${percent}% on Bifrost (need ≥ ${p.minPercent}%)`);
     if (percent < p.minPercent) {
-      return { ok: false, summary: `rollout is at ${percent}%, below the canary's ${p.minPercent}%: run \`bifrost rollout set ${p.minPercent}\``, output, data: {} };
+      const data: CanaryData = { percent, version };
+      return { ok: false, summary: `rollout is at ${percent}%, below the canary's ${p.minPercent}%: run \`bifrost rollout set ${p.minPercent}\``, output, data: { ...data } };
     }
-    const sample = async (): Promise<Counts> => {
+    const sample = async (): Promise<Mark> => {
       const res = await httpCall(joinUrl(ctx.stack.adminUrl, '/metrics'), { timeoutMs: p.timeoutMs });
       if (res.status !== 200 || typeof res.body !== 'string') throw new Error(`the shim's /metrics answered ${res.status}`);
       const samples = parsePrometheusText(res.body);
-      const mine = (l: Record<string, string>) => l[p.backendLabel] === p.backend;
+      const outcome = (l: Record<string, string>) => l[p.outcomeLabel] ?? '';
+      const counted = (l: Record<string, string>) => l[p.backendLabel] === p.backend && !NEITHER.has(outcome(l));
       return {
-        total: sumOf(samples, p.metric, mine),
-        errors: sumOf(samples, p.metric, (l) => mine(l) && !p.okOutcomes.includes(l[p.outcomeLabel] ?? '')),
+        at: new Date().toISOString(),
+        total: sumOf(samples, p.metric, counted),
+        failed: sumOf(samples, p.metric, (l) => counted(l) && FAILED_UPGRADE_OUTCOMES.has(outcome(l))),
       };
     };
-    ctx.progress(`sampling ${p.metric} for ${p.sampleSeconds}s`);
-    const a = await sample();
-    await new Promise((r) => setTimeout(r, p.sampleSeconds * 1000));
-    const b = await sample();
-    const total = b.total - a.total;
-    const errors = b.errors - a.errors;
-    const rate = total > 0 ? errors / total : 0;
-    output.push(`${p.metric}{${p.backendLabel}="${p.backend}"}: ${total} in ${p.sampleSeconds}s, ${errors} errors (${(rate * 100).toFixed(2)}%, limit ${(p.maxErrorRate * 100).toFixed(2)}%)`);
+
+    // Continuity with the previous run: may the period since its mark be judged, and the streak go on?
+    const prev = (ctx.previous?.data ?? {}) as Partial<CanaryData>;
+    let mark = markOf(prev.mark);
+    let streak = typeof prev.healthySince === 'string' && !Number.isNaN(Date.parse(prev.healthySince)) ? prev.healthySince : undefined;
+    const breakStreak = (why: string) => {
+      if (mark || streak) output.push(`${why}: the period since the last run cannot be judged, the streak restarts`);
+      mark = undefined;
+      streak = undefined;
+    };
+    if (mark && (typeof prev.percent !== 'number' || prev.percent < p.minPercent)) breakStreak(`the last run saw the rollout at ${prev.percent ?? '?'}%`);
+    if (mark && typeof prev.version === 'number' && version !== null && (version < prev.version || version > prev.version + 1)) {
+      breakStreak(
+        version < prev.version
+          ? `the flag was rewritten since the last run (version ${prev.version} → ${version})`
+          : `the flag changed ${version - prev.version} times since the last run (version ${prev.version} → ${version}): the percentage may have been below ${p.minPercent}% in between`,
+      );
+    }
+    if (mark && version === null) output.push('note: the shim reports no flag version, so rollout changes between runs cannot be seen');
+    ctx.progress(`reading ${p.metric} from the shim`);
+    let now = await sample();
+    if (mark && (now.total < mark.total || now.failed < mark.failed)) breakStreak("the shim's counters went back since the last run (a restart?)");
+    if (!mark) {
+      // A first run (or a restarted streak): judge a short sample.
+      ctx.progress(`sampling ${p.metric} for ${p.sampleSeconds}s`);
+      mark = now;
+      await new Promise((r) => setTimeout(r, p.sampleSeconds * 1000));
+      now = await sample();
+    }
+    const total = now.total - mark.total;
+    const failed = now.failed - mark.failed;
+    const span = `${secondsBetween(mark.at, now.at)}s since ${mark.at}`;
+    const rate = total > 0 ? failed / total : 0;
+    output.push(`${p.metric}{${p.backendLabel}="${p.backend}"}: ${total} upgrades in the ${span}, ${failed} failed (${pct(rate)}, limit ${pct(p.maxErrorRate)})`);
     if (total < p.minRequests) {
-      return { ok: false, summary: `only ${total} Bifrost requests in the ${p.sampleSeconds}s sample, need ${p.minRequests} to judge the error rate`, output, data: {} };
+      const data: CanaryData = { percent, version, mark, ...(streak ? { healthySince: streak } : {}) };
+      return {
+        ok: false,
+        summary: `only ${total} Bifrost upgrades in the ${span}, need ${p.minRequests} to judge the failure rate: run the check again later (the count carries over)`,
+        output,
+        data: { ...data },
+      };
     }
     if (rate > p.maxErrorRate) {
-      return { ok: false, summary: `Bifrost error rate ${(rate * 100).toFixed(2)}% is above ${(p.maxErrorRate * 100).toFixed(2)}%: the healthy streak restarts`, output, data: {} };
+      const data: CanaryData = { percent, version, mark: now, errorRate: rate };
+      return { ok: false, summary: `Bifrost upgrade failure rate ${pct(rate)} (${failed} of ${total}) is above ${pct(p.maxErrorRate)}: the healthy streak restarts`, output, data: { ...data } };
     }
-    const now = Date.now();
-    const since = typeof ctx.previous?.data?.healthySince === 'string' ? Date.parse(ctx.previous.data.healthySince) : NaN;
-    const healthySince = Number.isNaN(since) ? now : since;
-    const healthyFor = Math.floor((now - healthySince) / 1000);
-    const data = { healthySince: new Date(healthySince).toISOString(), percent, errorRate: rate };
-    output.push(`healthy since ${data.healthySince} (${healthyFor}s of ${p.forSeconds}s)`);
+    const healthySince = streak ?? mark.at;
+    const healthyFor = Math.floor((Date.now() - Date.parse(healthySince)) / 1000);
+    const data: CanaryData = { percent, version, mark: now, healthySince, errorRate: rate };
+    output.push(`healthy since ${healthySince} (${healthyFor}s of ${p.forSeconds}s)`);
     if (healthyFor < p.forSeconds) {
-      return { ok: false, summary: `canary healthy for ${healthyFor}s of the ${p.forSeconds}s required: run the check again after ${new Date(healthySince + p.forSeconds * 1000).toISOString()}`, output, data };
+      return {
+        ok: false,
+        summary: `canary healthy for ${healthyFor}s of the ${p.forSeconds}s required: run the check again after ${new Date(Date.parse(healthySince) + p.forSeconds * 1000).toISOString()}`,
+        output,
+        data: { ...data },
+      };
     }
-    return { ok: true, summary: `${percent}% on Bifrost, error rate ${(rate * 100).toFixed(2)}%, healthy for ${healthyFor}s`, output, data };
+    return { ok: true, summary: `${percent}% on Bifrost, failure rate ${pct(rate)} over ${total} upgrades, healthy for ${healthyFor}s`, output, data: { ...data } };
   },
 };

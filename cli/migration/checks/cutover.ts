@@ -1,12 +1,16 @@
 /**
- * `cutover`: the squad's requests no longer go to the legacy `sync` service.
- * For every prefix of the manifest, the longest matching prefix in Bifrost's
- * routing table (`GET /v1/services`) belongs to the squad's service, and that
- * service points at the manifest's upstream.
+ * `cutover`: the squad's users and requests no longer go to Sync. The shim's
+ * rollout (`GET /api/rollout` on the shim admin API) is at `minPercent`
+ * (default 100: every user on Bifrost), and for every prefix of the manifest
+ * the longest matching prefix in Bifrost's routing table (`GET /v1/services`)
+ * belongs to the squad's service, which points at the manifest's upstream.
+ * Registering the service alone is not a cutover: below 100 % some users still
+ * reach the feature through Sync, and `decommission` depends on this step.
  */
 import { brief, httpCall, joinUrl } from '../http-call.ts';
 import { paramsSchema, type StepCheck } from '../step-check.ts';
 import { normalizeUpstream } from './register-service.ts';
+import { readShimRollout } from './shim-rollout.ts';
 
 interface RoutedService {
   name: string;
@@ -39,25 +43,34 @@ export function owningService(services: RoutedService[], path: string): RoutedSe
 export const cutoverCheck: StepCheck = {
   type: 'cutover',
   manual: false,
-  describes: "the squad's prefixes route to its own service, no longer to sync",
+  describes: "the rollout is at minPercent (100 %) and the squad's prefixes route to its own service, no longer to sync",
   paramsSchema: paramsSchema({
     legacyService: { type: 'string', expected: 'the name of the legacy catch-all service' },
+    minPercent: { type: 'number', minimum: 0, maximum: 100, expected: 'the rollout percentage a cutover needs (0..100)' },
   }),
-  defaults: { timeoutMs: 5000, legacyService: 'sync' },
+  defaults: { timeoutMs: 5000, legacyService: 'sync', minPercent: 100 },
   async run(ctx) {
     const legacy = ctx.params.legacyService as string;
+    const minPercent = ctx.params.minPercent as number;
+    const output: string[] = [];
+    const failures: string[] = [];
+    const rollout = await readShimRollout(ctx.stack, ctx.params.timeoutMs as number);
+    if (typeof rollout === 'string') failures.push(rollout);
+    else if (rollout.percent < minPercent) {
+      failures.push(`rollout is at ${rollout.percent}%, cutover needs ${minPercent}%: ramp up first (\`bifrost rollout ramp --steps 25,50,100 --interval 30m\`), then check again`);
+      output.push(`✗ rollout: ${rollout.percent}% on Bifrost (need ${minPercent}%)`);
+    } else output.push(`✓ rollout: ${rollout.percent}% on Bifrost (need ${minPercent}%)`);
     const res = await httpCall(joinUrl(ctx.stack.privateUrl, '/v1/services'), {
       headers: { authorization: `Bearer ${ctx.stack.serviceToken}` },
       timeoutMs: ctx.params.timeoutMs as number,
     });
     const list = Array.isArray(res.body) ? res.body : (res.body as { services?: unknown } | null)?.services;
     if (res.status !== 200 || !Array.isArray(list)) {
-      return { ok: false, summary: `GET /v1/services answered ${res.status} ${brief(res.body)}: expected {services: [...]}`, output: [] };
+      failures.push(`GET /v1/services answered ${res.status} ${brief(res.body)}: expected {services: [...]}`);
+      return { ok: false, summary: failures.join('; '), output };
     }
     const services = list as RoutedService[];
     const legacyDef = services.find((s) => s.name === legacy);
-    const output: string[] = [];
-    const failures: string[] = [];
     for (const s of ctx.squad.services) {
       const def = services.find((x) => x.name === s.name);
       if (!def) {
@@ -83,7 +96,7 @@ export const cutoverCheck: StepCheck = {
     }
     return {
       ok: failures.length === 0,
-      summary: failures.length === 0 ? `every prefix routes to the squad's service, none to ${legacy}` : failures.join('; '),
+      summary: failures.length === 0 ? `every user is on Bifrost and every prefix routes to the squad's service, none to ${legacy}` : failures.join('; '),
       output,
     };
   },

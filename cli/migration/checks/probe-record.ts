@@ -44,28 +44,40 @@ export interface ProbeRecord {
 
 /**
  * Creates the probe record (or uses the manifest's fixed id), runs `fn`, then
- * cleans up whatever happens. Throws with a clear message when creation fails.
+ * deletes the record it created whatever happens (never a fixed `id`: the
+ * check did not create it). Throws with a clear message when creation fails.
  */
 export async function withProbeRecord<T>(ctx: CheckContext, timeoutMs: number, fn: (rec: ProbeRecord) => Promise<T>): Promise<T> {
   const probe = ctx.squad.probe;
   if (!probe) throw new Error(`manifest ${ctx.squad.file} has no probe: add one (see docs/migrating-a-squad.md)`);
   const token = await probeToken(ctx.stack, ctx.squad);
   const vars = newVars();
-  if (probe.create) {
-    const req = resolveRequest(probe.create, vars);
-    ctx.progress(`creating the probe record: ${req.method} ${req.path} on Sync`);
-    const res = await callSync(ctx.stack, req, token, timeoutMs);
-    const id = idOf(res.body);
-    if (res.status >= 300 || !id) throw new Error(`creating the probe record through Sync (${req.method} ${req.path}) answered ${res.status} ${brief(res.body)}: expected 2xx with an id`);
-    vars.id = id;
-  } else if (probe.id) vars.id = probe.id;
+  const created = probe.create ? await createProbeRecord(ctx, probe, vars, token, timeoutMs) : undefined;
+  if (created) vars.id = created;
+  else if (probe.id) vars.id = probe.id;
   try {
     return await fn({ probe, vars, token });
   } finally {
-    if (probe.cleanup && vars.id) {
-      await callSync(ctx.stack, resolveRequest(probe.cleanup, vars), token, timeoutMs).catch(() => undefined);
-    }
+    // Only a record this run created is deleted: a fixed `id` is someone's real record.
+    if (created) await deleteProbeRecord(ctx, probe, { ...vars, id: created }, token, timeoutMs);
   }
+}
+
+/** Creates a probe record through Sync (`probe.create`); returns its id, throws with a clear message when it fails. */
+export async function createProbeRecord(ctx: CheckContext, probe: ProbeSpec, vars: TemplateVars, token: string, timeoutMs: number): Promise<string> {
+  if (!probe.create) throw new Error(`manifest ${ctx.squad.file} has no probe.create: the check needs to create its own probe record`);
+  const req = resolveRequest(probe.create, vars);
+  ctx.progress(`creating a probe record: ${req.method} ${req.path} on Sync`);
+  const res = await callSync(ctx.stack, req, token, timeoutMs);
+  const id = idOf(res.body);
+  if (res.status >= 300 || !id) throw new Error(`creating the probe record through Sync (${req.method} ${req.path}) answered ${res.status} ${brief(res.body)}: expected 2xx with an id`);
+  return id;
+}
+
+/** Deletes a probe record this run created (`probe.cleanup` with `{id}` = it), ignoring failures (it may be gone already). */
+export async function deleteProbeRecord(ctx: CheckContext, probe: ProbeSpec, vars: TemplateVars, token: string, timeoutMs: number): Promise<void> {
+  if (!probe.cleanup || !vars.id) return;
+  await callSync(ctx.stack, resolveRequest(probe.cleanup, vars), token, timeoutMs).catch(() => undefined);
 }
 
 /**

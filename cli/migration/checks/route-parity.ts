@@ -1,12 +1,14 @@
 /**
  * `route-parity`: every route of the manifest answers the same through Sync
  * directly and through Bifrost's `POST /v1/proxy` — same status, same body once
- * ids, timestamps and the route's `mask` fields are masked.
+ * ids, timestamps and the route's `mask` fields are masked. Every route is sent
+ * twice (Sync, then Bifrost), so a mutating route must be `safeToRepeat` or
+ * `ownProbeRecord` (each side then acts on a fresh probe record, deleted after).
  */
 import { brief, httpCall, joinUrl, resolveRequest, type HttpResult, type TemplateVars } from '../http-call.ts';
-import type { RouteSpec } from '../manifest.ts';
+import { MUTATING_METHODS, type RequestSpec, type RouteSpec } from '../manifest.ts';
 import { paramsSchema, type CheckContext, type StepCheck } from '../step-check.ts';
-import { callSync, newVars, probeToken, withProbeRecord } from './probe-record.ts';
+import { callSync, createProbeRecord, deleteProbeRecord, newVars, probeToken, withProbeRecord } from './probe-record.ts';
 
 const MASKED = '<masked>';
 const TIMESTAMP_KEY = /^(id|_id|createdAt|updatedAt|created_at|updated_at|.+At|.+_at)$/;
@@ -62,17 +64,33 @@ function viaBifrost(res: HttpResult): { status: number; body: unknown; bifrostEr
   return { status: res.status, body: res.body, bifrostError: `${env?.code ?? 'error'}: ${env?.message ?? brief(res.body)}` };
 }
 
+/**
+ * Runs `call` with `{id}` = `vars.id`, or, for an `ownProbeRecord` route, on a
+ * fresh probe record created for this one call and deleted after it.
+ */
+async function onRecord<T>(ctx: CheckContext, route: RouteSpec, vars: TemplateVars, token: string, timeoutMs: number, call: (req: RequestSpec) => Promise<T>): Promise<T> {
+  if (!route.ownProbeRecord || !ctx.squad.probe) return call(resolveRequest(route, vars));
+  const probe = ctx.squad.probe;
+  const own = { ...vars, id: await createProbeRecord(ctx, probe, vars, token, timeoutMs) };
+  try {
+    return await call(resolveRequest(route, own));
+  } finally {
+    await deleteProbeRecord(ctx, probe, own, token, timeoutMs);
+  }
+}
+
 async function compareRoute(ctx: CheckContext, route: RouteSpec, vars: TemplateVars, token: string, timeoutMs: number): Promise<string | null> {
-  const req = resolveRequest(route, vars);
   const service = route.service ?? ctx.squad.services[0]!.name;
-  const direct = await callSync(ctx.stack, req, token, timeoutMs);
+  const direct = await onRecord(ctx, route, vars, token, timeoutMs, (req) => callSync(ctx.stack, req, token, timeoutMs));
   const proxied = viaBifrost(
-    await httpCall(joinUrl(ctx.stack.privateUrl, '/v1/proxy'), {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ctx.stack.serviceToken}`, 'x-access-token': token },
-      body: { service, method: req.method, path: req.path, ...(req.query ? { query: req.query } : {}), ...(req.body !== undefined ? { body: req.body } : {}) },
-      timeoutMs,
-    }),
+    await onRecord(ctx, route, vars, token, timeoutMs, (req) =>
+      httpCall(joinUrl(ctx.stack.privateUrl, '/v1/proxy'), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ctx.stack.serviceToken}`, 'x-access-token': token },
+        body: { service, method: req.method, path: req.path, ...(req.query ? { query: req.query } : {}), ...(req.body !== undefined ? { body: req.body } : {}) },
+        timeoutMs,
+      }),
+    ),
   );
   if (proxied.bifrostError) return `Bifrost refused the request (${proxied.status} ${proxied.bifrostError})`;
   if (direct.status !== proxied.status) return `status ${direct.status} on Sync ≠ ${proxied.status} through Bifrost`;
@@ -96,6 +114,12 @@ export const routeParityCheck: StepCheck = {
       let failed = 0;
       for (const route of ctx.squad.routes) {
         const label = `${route.method} ${resolveRequest(route, vars).path}`;
+        if (MUTATING_METHODS.has(route.method) && !route.safeToRepeat && !route.ownProbeRecord) {
+          // The manifest validator refuses these; a check built in code says it too rather than send it twice.
+          failed++;
+          output.push(`✗ ${route.name} (${label}): not sent: a ${route.method} route needs safeToRepeat or ownProbeRecord (route-parity sends every route twice)`);
+          continue;
+        }
         ctx.progress(`comparing ${label}`);
         const diff = await compareRoute(ctx, route, vars, token, timeoutMs);
         if (diff) failed++;
