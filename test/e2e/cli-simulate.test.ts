@@ -6,10 +6,10 @@
  * ramp is never fought.
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRollout, json, killAll, runBifrost, spawnBifrost, startStack, waitFor, type Stack } from '../support/cli-stack.ts';
+import { liveLease, rampDoc } from '../support/ramp-doc.ts';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -67,29 +67,16 @@ describe('bifrost simulate', () => {
 
   it('refuses to start while a ramp is running, and leaves the rollout alone', async () => {
     await setRollout(11);
-    const now = Date.now();
-    const ramp = {
-      format: 'bifrost-rollout-ramp',
+    const ramp = rampDoc({
       version: 3,
       id: 'ramp-test',
       plan: { steps: [5, 25, 100], intervalMs: 600_000, maxErrorRate: 0.01, maxP99Ms: null, minRequests: 20, rollbackTo: 0, bucketBy: 'user' },
-      phase: 'running',
       stepIndex: 1,
       stepElapsedMs: 1000,
-      startPercent: 0,
       lastGoodPercent: 5,
       percent: 25,
-      paused: false,
-      pausedBy: null,
-      pausedAt: null,
-      startedAt: new Date(now).toISOString(),
-      updatedAt: new Date(now).toISOString(),
-      finishedAt: null,
-      outcome: null,
-      breaches: [],
-      owner: { id: 'lease-test', pid: process.pid, host: hostname(), startedAt: new Date(now).toISOString(), heartbeatAt: now },
-      history: [],
-    };
+      owner: liveLease(),
+    });
     await mkdir(join(stack.dir, '.bifrost'), { recursive: true });
     await writeFile(join(stack.dir, '.bifrost/ramp.json'), JSON.stringify(ramp));
     try {

@@ -14,7 +14,7 @@ import { FileFlagTarget } from '../../cli/rollout/flag-target-file.ts';
 import { MetricsSampler } from '../../cli/rollout/metrics-window.ts';
 import { PlainRampReporter } from '../../cli/rollout/progress-bar.ts';
 import { runRamp } from '../../cli/rollout/ramp-runner.ts';
-import { RAMP_FORMAT, type RampDoc } from '../../cli/rollout/ramp-state.ts';
+import { rampDoc } from '../support/ramp-doc.ts';
 import { FileRampStore } from '../../cli/rollout/ramp-store-file.ts';
 import { RedisRampStore } from '../../cli/rollout/ramp-store-redis.ts';
 import type { RampStore } from '../../cli/rollout/ramp-store.ts';
@@ -33,32 +33,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function doc(over: Partial<RampDoc> = {}): RampDoc {
-  const at = new Date().toISOString();
-  return {
-    format: RAMP_FORMAT,
-    version: 0,
-    id: 'ramp-1',
-    plan: { steps: [1, 5], intervalMs: 1000, maxErrorRate: 0.01, maxP99Ms: 250, rollbackTo: null, minRequests: 20, bucketBy: null },
-    phase: 'running',
-    stepIndex: 0,
-    stepElapsedMs: 0,
-    startPercent: 0,
-    lastGoodPercent: 0,
-    percent: 0,
-    paused: false,
-    pausedBy: null,
-    pausedAt: null,
-    startedAt: at,
-    updatedAt: at,
-    finishedAt: null,
-    outcome: null,
-    breaches: [],
-    owner: null,
-    history: [],
-    ...over,
-  };
-}
 
 interface Flavour {
   name: string;
@@ -107,7 +81,7 @@ describe.each([
     const store = f.open();
     try {
       expect(await store.read()).toBeNull();
-      const r = await store.update((cur) => ({ next: doc({ percent: cur ? 99 : 1 }), result: 'created' }));
+      const r = await store.update((cur) => ({ next: rampDoc({ percent: cur ? 99 : 1 }), result: 'created' }));
       expect(r).toBe('created');
       expect(await store.read()).toMatchObject({ percent: 1, version: 1 });
       const unchanged = await store.update((cur) => ({ result: cur!.percent }));
@@ -121,7 +95,7 @@ describe.each([
   it('loses no update when 20 writers change the document at once', async () => {
     const f = make();
     const first = f.open();
-    await first.update(() => ({ next: doc(), result: null }));
+    await first.update(() => ({ next: rampDoc(), result: null }));
     const stores = Array.from({ length: 20 }, () => f.open());
     try {
       await Promise.all(stores.map((s) => s.update((cur) => ({ next: { ...cur!, stepElapsedMs: cur!.stepElapsedMs + 1 }, result: null }))));
@@ -137,7 +111,7 @@ describe.each([
     const store = f.open();
     try {
       await expect(store.read()).rejects.toThrow(/corrupt.*left untouched/);
-      await expect(store.update(() => ({ next: doc(), result: null }))).rejects.toThrow(/corrupt/);
+      await expect(store.update(() => ({ next: rampDoc(), result: null }))).rejects.toThrow(/corrupt/);
       expect(await f.raw()).toBe('{"format":"something-else"');
     } finally {
       await store.close();
@@ -175,7 +149,7 @@ describe('Redis ramp store through a Redis outage', () => {
     const store = new RedisRampStore(redis.url, uniquePrefix('ramp-blip'));
     let again: Awaited<ReturnType<typeof startRedisServer>> | undefined;
     try {
-      await store.update(() => ({ next: doc({ percent: 5 }), result: null }));
+      await store.update(() => ({ next: rampDoc({ percent: 5 }), result: null }));
       await redis.stop();
       // Down for 2 s (the old strategy gave up for good after ~600 ms): a call fails with one clear, transient line…
       await expect(store.read()).rejects.toThrow(/cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(REDIS_URL\)/);
@@ -186,7 +160,7 @@ describe('Redis ramp store through a Redis outage', () => {
       await back;
       expect(read).toBeNull();
       expect(retries.length).toBeGreaterThan(0);
-      await store.update(() => ({ next: doc({ percent: 7 }), result: null }));
+      await store.update(() => ({ next: rampDoc({ percent: 7 }), result: null }));
       expect(await store.read()).toMatchObject({ percent: 7 });
     } finally {
       await store.close();

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RampControl } from '../../proxy/dashboard/ramp-control.ts';
-import { RAMP_FORMAT, type RampDoc } from '../../cli/rollout/ramp-state.ts';
+import type { RampDoc } from '../../cli/rollout/ramp-state.ts';
+import { rampDoc } from '../support/ramp-doc.ts';
 import { FileRampStore } from '../../cli/rollout/ramp-store-file.ts';
 
 let dir: string;
@@ -19,29 +20,14 @@ let control: RampControl;
 
 function running(over: Partial<RampDoc> = {}): RampDoc {
   const at = new Date().toISOString();
-  return {
-    format: RAMP_FORMAT,
-    version: 0,
-    id: 'ramp-1',
+  return rampDoc({
     plan: { steps: [5, 25], intervalMs: 60_000, maxErrorRate: 0.01, maxP99Ms: 250, rollbackTo: null, minRequests: 20, bucketBy: null },
-    phase: 'running',
     stepIndex: 1,
-    stepElapsedMs: 0,
-    startPercent: 0,
     lastGoodPercent: 5,
     percent: 25,
-    paused: false,
-    pausedBy: null,
-    pausedAt: null,
-    startedAt: at,
-    updatedAt: at,
-    finishedAt: null,
-    outcome: null,
-    breaches: [],
     owner: { id: 'o1', pid: 999_999, host: 'elsewhere', startedAt: at, heartbeatAt: Date.now() },
-    history: [],
     ...over,
-  };
+  });
 }
 
 beforeAll(async () => {
