@@ -49,6 +49,10 @@ function stackOptions(cmd: Command): Command {
     .option('--event-timeout-ms <ms>', 'how long probes wait for an event, 100..120000 (overrides the playbook)', intOption('--event-timeout-ms', 'milliseconds', EVENT_TIMEOUT_MS.min, EVENT_TIMEOUT_MS.max));
 }
 
+/** Exit status of `list` and `report`: an invalid manifest is shown, not fatal (docs/cli.md, "Options every migrate command takes"). */
+const OVERVIEW_EXIT =
+  '\nExit status: 0 ok, 1 a squad manifest is invalid (its row says "invalid manifest", the problems go to stderr, the other squads are shown), 2 bad usage or configuration (a broken playbook, an unreadable migrations directory, a corrupt state file).\n';
+
 function examples(lines: string[]): string {
   return `\nExample${lines.length > 1 ? 's' : ''}:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
 }
@@ -61,7 +65,7 @@ export function register(program: Command): void {
 
   common(migrate.command('list'))
     .description('Every squad: progress, next step, owner and target date (overdue in red)')
-    .addHelpText('after', examples(['bifrost migrate list', 'NO_COLOR=1 bifrost migrate list --migrations-dir ./migrations', 'bifrost migrate list --json | jq ".squads[] | {squad, done, total}"']))
+    .addHelpText('after', examples(['bifrost migrate list', 'NO_COLOR=1 bifrost migrate list --migrations-dir ./migrations', 'bifrost migrate list --json | jq ".squads[] | {squad, done, total}"']) + OVERVIEW_EXIT)
     .action(async (o: CommonOptions) => (await actions()).listAction(o));
 
   common(migrate.command('show').argument('<squad>', 'squad name (from migrations/<squad>.yaml)'))
@@ -99,6 +103,6 @@ export function register(program: Command): void {
   common(migrate.command('report'))
     .description('Every squad\'s progress as a table, Markdown, JSON, or one self-contained HTML page')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'md', 'json', 'html']).default('table'))
-    .addHelpText('after', examples(['bifrost migrate report', 'bifrost migrate report --format md > MIGRATION.md', 'bifrost migrate report --format html > migration-report.html']))
+    .addHelpText('after', examples(['bifrost migrate report', 'bifrost migrate report --format md > MIGRATION.md', 'bifrost migrate report --format html > migration-report.html']) + OVERVIEW_EXIT)
     .action(async (o: CommonOptions & { format: 'table' | 'md' | 'json' | 'html' }) => (await actions()).reportAction(o));
 }

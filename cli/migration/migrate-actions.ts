@@ -5,7 +5,7 @@
  */
 import { tokenSecretFromEnv } from '../../gateway/token.ts';
 import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE, printJson } from '../output.ts';
-import { findSquad, findStep, loadCatalog, type MigrationCatalog, type SquadMigration } from './catalog.ts';
+import { findSquad, findStep, problemLines, readCatalog, type MigrationCatalog, type SquadMigration } from './catalog.ts';
 import { runChecks, type CheckReporter, type CheckRunResult } from './check-runner.ts';
 import { stepChecks } from './checks/index.ts';
 import { openStateStore } from './open-state-store.ts';
@@ -13,7 +13,7 @@ import { renderHtmlReport } from './report-html.ts';
 import { renderJsonReport } from './report-json.ts';
 import { renderMarkdownReport } from './report-markdown.ts';
 import { overviewTable, renderTableReport, stepsTable } from './report-table.ts';
-import { squadProgress, type SquadProgress } from './squad-progress.ts';
+import { invalidSquadRow, squadProgress, type SquadProgress } from './squad-progress.ts';
 import type { StackEndpoints } from './step-check.ts';
 import type { StateStore } from './state-store.ts';
 import { completeStep, reopenStep } from './step-transitions.ts';
@@ -68,14 +68,43 @@ function stackFrom(o: StackOptions): StackEndpoints {
   };
 }
 
+/**
+ * Loads the catalog (a broken playbook or an unreadable migrations directory
+ * stops here with exit 2; invalid manifests do not) and opens the state store.
+ */
 async function withContext<T>(o: CommonOptions, fn: (catalog: MigrationCatalog, store: StateStore) => Promise<T>): Promise<T> {
-  const catalog = await loadCatalog({ migrationsDir: o.migrationsDir, playbooksDir: o.playbooksDir });
+  const catalog = await readCatalog({ migrationsDir: o.migrationsDir, playbooksDir: o.playbooksDir });
   const store = openStateStore({ stateFile: o.stateFile, ...(o.statePrefix ? { statePrefix: o.statePrefix } : {}) });
   try {
     return await fn(catalog, store);
   } finally {
     await store.close();
   }
+}
+
+/**
+ * The named squad (see catalog.ts findSquad for when it is refused). When it
+ * works although other manifests are invalid, a one-line warning names them.
+ */
+function namedSquad(catalog: MigrationCatalog, name: string): SquadMigration {
+  const sq = findSquad(catalog, name);
+  const n = catalog.invalid.length;
+  if (n > 0) {
+    process.stderr.write(`warning: ${n} other squad manifest${n === 1 ? ' is' : 's are'} invalid (\`bifrost migrate list\` shows the problems): ${catalog.invalid.map((i) => i.file).join(', ')}\n`);
+  }
+  return sq;
+}
+
+/**
+ * For `list` and `report`: the invalid manifests' problems on stderr and exit
+ * status 1 (the valid squads are still shown), so CI notices a broken manifest
+ * without one squad's mistake hiding everyone's progress.
+ */
+function reportInvalid(catalog: MigrationCatalog): void {
+  const n = catalog.invalid.length;
+  if (n === 0) return;
+  process.stderr.write(`bifrost: ${n} squad manifest${n === 1 ? ' is' : 's are'} invalid (shown as "invalid manifest"; the other squads are not affected):\n${problemLines(catalog.invalid)}\n`);
+  process.exitCode = EXIT_CHECK_FAILED;
 }
 
 async function allProgress(catalog: MigrationCatalog, store: StateStore): Promise<SquadProgress[]> {
@@ -147,15 +176,17 @@ const silentReporter: CheckReporter = { begin: () => () => {}, end: () => {} };
 export async function listAction(o: CommonOptions): Promise<void> {
     await withContext(o, async (catalog, store) => {
       const progress = await allProgress(catalog, store);
-      if (o.json) return printJson({ squads: progress });
+      const invalid = catalog.invalid.map(invalidSquadRow);
+      reportInvalid(catalog);
+      if (o.json) return printJson({ squads: progress, invalid });
       const t = stdoutTerminal();
-      t.write(overviewTable(progress, t) + '\n' + t.colors.dim(`state: ${store.description}`) + '\n');
+      t.write(overviewTable(progress, t, invalid) + '\n' + t.colors.dim(`state: ${store.description}`) + '\n');
     });
 }
 
 export async function showAction(squad: string, o: CommonOptions & { history?: number }): Promise<void> {
     await withContext(o, async (catalog, store) => {
-      const sq = findSquad(catalog, squad);
+      const sq = namedSquad(catalog, squad);
       const p = squadProgress(sq, await store.read(squad));
       const history = await store.audit({ squad, limit: o.history ?? 50 });
       if (o.json) return printJson({ ...p, nextStepHow: nextStepHow(sq, p), history });
@@ -172,7 +203,7 @@ export async function showAction(squad: string, o: CommonOptions & { history?: n
 
 export async function checkAction(squad: string, stepId: string | undefined, o: CommonOptions & StackOptions): Promise<void> {
     await withContext(o, async (catalog, store) => {
-      const sq = findSquad(catalog, squad);
+      const sq = namedSquad(catalog, squad);
       const step = stepId ? findStep(sq, stepId) : undefined;
       if (step?.manual) {
         throw new CliError(`step "${step.id}" is manual (${stepChecks[step.check.type].describes}): record it with \`bifrost migrate complete ${squad} ${step.id} --by <you>${step.evidence === 'required' ? ' --evidence <link>' : ''}\``, EXIT_USAGE);
@@ -204,7 +235,7 @@ export async function checkAction(squad: string, stepId: string | undefined, o: 
 export async function completeAction(squad: string, stepId: string, o: CommonOptions & { by: string; evidence?: string }): Promise<void> {
     if (!o.by.trim()) throw new CliError('--by must name who completes the step', EXIT_USAGE);
     await withContext(o, async (catalog, store) => {
-      const sq = findSquad(catalog, squad);
+      const sq = namedSquad(catalog, squad);
       const step = findStep(sq, stepId);
       const r = await store.update(squad, completeStep(sq, step, { by: o.by, ...(o.evidence ? { evidence: o.evidence } : {}) }));
       if (o.json) return printJson({ squad, ...r });
@@ -216,7 +247,7 @@ export async function completeAction(squad: string, stepId: string, o: CommonOpt
 export async function reopenAction(squad: string, stepId: string, o: CommonOptions & { by: string; reason: string }): Promise<void> {
     if (!o.by.trim()) throw new CliError('--by must name who reopens the step', EXIT_USAGE);
     await withContext(o, async (catalog, store) => {
-      const sq = findSquad(catalog, squad);
+      const sq = namedSquad(catalog, squad);
       const step = findStep(sq, stepId);
       const r = await store.update(squad, reopenStep(sq, step, { by: o.by, reason: o.reason }));
       if (o.json) return printJson({ squad, ...r });
@@ -229,17 +260,19 @@ export async function reopenAction(squad: string, stepId: string, o: CommonOptio
 export async function reportAction(o: CommonOptions & { format: 'table' | 'md' | 'json' | 'html' }): Promise<void> {
     await withContext(o, async (catalog, store) => {
       const progress = await allProgress(catalog, store);
+      const invalid = catalog.invalid.map(invalidSquadRow);
+      reportInvalid(catalog);
       const generatedAt = new Date().toISOString();
       const format = o.json ? 'json' : o.format;
       const t = stdoutTerminal();
       const text =
         format === 'json'
-          ? renderJsonReport(progress, generatedAt)
+          ? renderJsonReport(progress, generatedAt, invalid)
           : format === 'md'
-            ? renderMarkdownReport(progress, generatedAt)
+            ? renderMarkdownReport(progress, generatedAt, invalid)
             : format === 'html'
-              ? renderHtmlReport(progress, generatedAt)
-              : renderTableReport(progress, t);
+              ? renderHtmlReport(progress, generatedAt, invalid)
+              : renderTableReport(progress, t, invalid);
       t.write(text);
       if (format === 'table') t.write(t.colors.dim(`state: ${store.description}`) + '\n');
     });

@@ -3,7 +3,7 @@
  * resource) a lead can mail around or attach to a ticket. Every value from a
  * manifest or the state is HTML-escaped.
  */
-import type { SquadProgress } from './squad-progress.ts';
+import { invalidRowName, type InvalidSquadRow, type SquadProgress } from './squad-progress.ts';
 
 export function escapeHtml(s: unknown): string {
   return String(s ?? '')
@@ -32,12 +32,16 @@ function link(evidence: string): string {
   return /^https?:\/\/\S+$/.test(evidence) ? `<a href="${escapeHtml(evidence)}">${escapeHtml(evidence)}</a>` : escapeHtml(evidence);
 }
 
-export function renderHtmlReport(squads: SquadProgress[], generatedAt: string): string {
+export function renderHtmlReport(squads: SquadProgress[], generatedAt: string, invalid: readonly InvalidSquadRow[] = []): string {
+  const invalidRows = invalid.map(
+    (r) => `<tr><td>${escapeHtml(invalidRowName(r))}</td><td><span class="fail">${escapeHtml(r.status)}</span></td><td colspan="3"><pre>${escapeHtml(r.problems.map((p) => p.message).join('\n'))}</pre></td></tr>`,
+  );
   const rows = squads
     .map((s) => {
       const target = s.overdue ? `<span class="overdue">${escapeHtml(s.targetDate)} — overdue</span>` : escapeHtml(s.targetDate);
       return `<tr><td><a href="#squad-${escapeHtml(s.squad)}">${escapeHtml(s.squad)}</a></td><td>${bar(s.done, s.total)}</td><td>${escapeHtml(s.nextStep ?? 'all done')}</td><td>${escapeHtml(s.owners)}</td><td>${target}</td></tr>`;
     })
+    .concat(invalidRows)
     .join('\n');
   const sections = squads
     .map((s) => {

@@ -1,5 +1,5 @@
 /** The Markdown report: an overview table and one checklist per squad, for a wiki page or a pull request. */
-import type { SquadProgress } from './squad-progress.ts';
+import { invalidRowName, type InvalidSquadRow, type SquadProgress } from './squad-progress.ts';
 
 /** Escapes text for a Markdown table cell. */
 export function mdCell(s: string | undefined): string {
@@ -11,7 +11,7 @@ function bar(done: number, total: number): string {
   return `${'▰'.repeat(n)}${'▱'.repeat(10 - n)} ${done}/${total}`;
 }
 
-export function renderMarkdownReport(squads: SquadProgress[], generatedAt: string): string {
+export function renderMarkdownReport(squads: SquadProgress[], generatedAt: string, invalid: readonly InvalidSquadRow[] = []): string {
   const out: string[] = [];
   out.push('# Bifrost migration report', '', `Generated ${generatedAt}.`, '');
   out.push('| squad | progress | next step | owners | target date |', '| --- | --- | --- | --- | --- |');
@@ -19,6 +19,7 @@ export function renderMarkdownReport(squads: SquadProgress[], generatedAt: strin
     const target = s.overdue ? `**${s.targetDate} — overdue**` : s.complete ? `${s.targetDate} ✅` : s.targetDate;
     out.push(`| ${mdCell(s.squad)} | ${bar(s.done, s.total)} | ${mdCell(s.nextStep ?? 'all done')} | ${mdCell(s.owners)} | ${target} |`);
   }
+  for (const r of invalid) out.push(`| ${mdCell(invalidRowName(r))} | **${r.status}** | ${mdCell(r.problems.map((p) => p.message).join('\n'))} | | |`);
   for (const s of squads) {
     out.push('', `## ${mdCell(s.squad)}${s.title ? ` — ${mdCell(s.title)}` : ''}`, '');
     out.push(`Owners: ${mdCell(s.owners)} · playbook \`${s.playbook}\` · target ${s.targetDate}${s.overdue ? ' (**overdue**)' : ''}`, '');

@@ -2,20 +2,27 @@
  * Terminal tables (cli-table3): the overview of every squad (`migrate list`,
  * `report --format table`) and one squad's checklist (`migrate show`).
  */
-import type { SquadProgress, StepProgress } from './squad-progress.ts';
+import { invalidRowName, type InvalidSquadRow, type SquadProgress, type StepProgress } from './squad-progress.ts';
 import { newTable, progressBar, type Terminal } from './terminal.ts';
 
 function colorEnabled(t: Terminal): boolean {
   return t.colors.red('x') !== 'x';
 }
 
-/** One row per squad: progress bar, done/total, next step, owner, target date (overdue in red). */
-export function overviewTable(squads: SquadProgress[], t: Terminal): string {
+/**
+ * One row per squad: progress bar, done/total, next step, owner, target date
+ * (overdue in red); then one row per invalid manifest: "invalid manifest" and
+ * its problems, one `file:line:col field: expected …` line each.
+ */
+export function overviewTable(squads: SquadProgress[], t: Terminal, invalid: readonly InvalidSquadRow[] = []): string {
   const c = t.colors;
   const table = newTable(['squad', 'progress', 'next step', 'owner', 'target'], c, colorEnabled(t));
   for (const s of squads) {
     const target = s.overdue ? c.red(`${s.targetDate} overdue`) : s.complete ? c.green(`${s.targetDate} ✓`) : s.targetDate;
     table.push([c.bold(s.squad), progressBar(s.done, s.total, 12, t), s.nextStep ?? c.green('all done'), s.owners, target]);
+  }
+  for (const r of invalid) {
+    table.push([c.bold(invalidRowName(r)), c.red(r.status), { colSpan: 3, content: r.problems.map((p) => p.message).join('\n') }]);
   }
   return table.toString();
 }
@@ -50,9 +57,9 @@ export function stepsTable(s: SquadProgress, t: Terminal): string {
   return table.toString();
 }
 
-/** The full table report: the overview, then every squad's checklist. */
-export function renderTableReport(squads: SquadProgress[], t: Terminal): string {
-  const parts = [overviewTable(squads, t)];
+/** The full table report: the overview (invalid manifests included), then every valid squad's checklist. */
+export function renderTableReport(squads: SquadProgress[], t: Terminal, invalid: readonly InvalidSquadRow[] = []): string {
+  const parts = [overviewTable(squads, t, invalid)];
   for (const s of squads) parts.push(`\n${t.colors.bold(s.squad)}${s.title ? ` — ${s.title}` : ''} (${s.owners}; playbook ${s.playbook})\n${stepsTable(s, t)}`);
   return parts.join('\n') + '\n';
 }

@@ -3,7 +3,9 @@
  * blocked by unfinished dependencies, the next step, done/total and whether
  * the target date has passed. The model every view and report renders.
  */
-import type { SquadMigration } from './catalog.ts';
+import path from 'node:path';
+import type { InvalidManifest, SquadMigration } from './catalog.ts';
+import { formatProblem, type ConfigProblem } from './config-error.ts';
 import { ownersLine } from './manifest.ts';
 import { dependencyOrder } from './playbook.ts';
 import { stepRecord, type CheckRecord, type SquadState } from './state-store.ts';
@@ -82,4 +84,27 @@ export function squadProgress(sq: SquadMigration, state: SquadState, today = tod
     complete,
     steps,
   };
+}
+
+/**
+ * A squad manifest that cannot be used, as `list` and `report` show it: a row
+ * with status "invalid manifest" and every problem, so one squad's mistake
+ * never hides the others' progress (and is not hidden either).
+ */
+export interface InvalidSquadRow {
+  /** The squad the file declares, or null when that cannot be read (see `file`). */
+  squad: string | null;
+  file: string;
+  status: 'invalid manifest';
+  /** Each problem, with `message` in the one-line form `file:line:col field: expected …`. */
+  problems: Array<ConfigProblem & { message: string }>;
+}
+
+export function invalidSquadRow(i: InvalidManifest): InvalidSquadRow {
+  return { squad: i.squad, file: i.file, status: 'invalid manifest', problems: i.problems.map((p) => ({ ...p, message: formatProblem(p) })) };
+}
+
+/** The name to show for an invalid manifest: its squad, else its file name without the extension. */
+export function invalidRowName(r: InvalidSquadRow): string {
+  return r.squad ?? path.basename(r.file).replace(/\.ya?ml$/, '');
 }

@@ -3,7 +3,10 @@
  * and the audit trail. Concurrent processes serialize on a lock
  * (proper-lockfile: an atomic mkdir of `<file>.lock`, refreshed while held,
  * taken over when stale); every write goes to a temporary file that is
- * fsynced and renamed over the state file, so a reader never sees half a file.
+ * fsynced and renamed over the state file, so a reader never sees half a file,
+ * and then the directory is fsynced, so the rename itself (the new name's
+ * directory entry, the file's very creation on the first write) is on disk
+ * before the command says the step is recorded.
  * A state file that cannot be parsed is refused and never overwritten.
  */
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
@@ -23,6 +26,35 @@ import {
 } from './state-store.ts';
 
 const FORMAT = 'bifrost-migration-state';
+
+/**
+ * What platforms and file systems answer when they do not support fsync on a
+ * directory (Windows cannot open one: EISDIR; some file systems refuse the
+ * call: EINVAL, ENOTSUP). Nothing more can be done there; any other error is
+ * a real failure and is raised.
+ */
+const DIR_FSYNC_UNSUPPORTED = new Set(['EINVAL', 'EISDIR', 'ENOTSUP', 'EOPNOTSUPP']);
+
+/**
+ * Flushes a directory's entries (a rename or create in it) to disk: open it
+ * read-only, fsync, close. Exported for the tests.
+ */
+export async function syncDirectory(dir: string): Promise<void> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(dir, 'r');
+  } catch (err) {
+    if (DIR_FSYNC_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) return;
+    throw err;
+  }
+  try {
+    await fh.sync();
+  } catch (err) {
+    if (!DIR_FSYNC_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    await fh.close();
+  }
+}
 
 interface StateFile {
   format: typeof FORMAT;
@@ -115,10 +147,26 @@ export class FileStateStore implements StateStore {
       await rm(tmp, { force: true });
       throw err;
     }
+    // Without this, a power loss right after the command returns can bring back the old
+    // state file (or none, on the first write): the rename lives in the directory.
+    try {
+      await syncDirectory(path.dirname(path.resolve(this.file)));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw Object.assign(new Error(`${this.file} was written but its directory could not be synced to disk (${e.code ?? e.message}): the change may not survive a power loss`), { code: e.code });
+    }
   }
 
   private async withLock<T>(fn: () => Promise<T>): Promise<T> {
-    await mkdir(path.dirname(path.resolve(this.file)), { recursive: true });
+    const dir = path.dirname(path.resolve(this.file));
+    const made = await mkdir(dir, { recursive: true });
+    // Directories made just now (`.bifrost/` on the first write) last only once their parents are synced.
+    if (made) {
+      for (let d = dir; ; d = path.dirname(d)) {
+        await syncDirectory(path.dirname(d));
+        if (d === made || path.dirname(d) === d) break;
+      }
+    }
     let release: () => Promise<void>;
     try {
       release = await lockfile.lock(this.file, {

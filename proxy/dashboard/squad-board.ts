@@ -8,7 +8,8 @@
  * The catalog is re-read at most every `catalogTtlMs` (manifests change
  * rarely); states are read on every refresh. Nothing here writes.
  */
-import { loadCatalog, type MigrationCatalog } from '../../cli/migration/catalog.ts';
+import { readCatalog, type InvalidManifest, type MigrationCatalog } from '../../cli/migration/catalog.ts';
+import { formatProblem } from '../../cli/migration/config-error.ts';
 import { openStateStore, DEFAULT_STATE_FILE } from '../../cli/migration/open-state-store.ts';
 import { squadProgress } from '../../cli/migration/squad-progress.ts';
 import type { StateStore } from '../../cli/migration/state-store.ts';
@@ -50,6 +51,12 @@ function firstLine(err: unknown): string {
   return String((err as Error)?.message ?? err).split('\n')[0]!;
 }
 
+function invalidSummary(invalid: InvalidManifest[]): string | null {
+  if (invalid.length === 0) return null;
+  const each = invalid.map((m) => (m.problems[0] ? formatProblem(m.problems[0]) : m.file));
+  return `${invalid.length} squad manifest(s) invalid, not shown (see \`bifrost migrate list\`): ${each.join('; ')}`;
+}
+
 export class SquadBoardReader {
   private readonly migrationsDir: string;
   private readonly playbooksDir: string;
@@ -70,8 +77,9 @@ export class SquadBoardReader {
   private async loadCatalog(now: number): Promise<{ value: MigrationCatalog | null; error: string | null }> {
     if (this.catalog && now - this.catalog.at < this.catalogTtlMs) return this.catalog;
     try {
-      const value = await loadCatalog({ migrationsDir: this.migrationsDir, playbooksDir: this.playbooksDir });
-      this.catalog = { at: now, value, error: null };
+      // One squad's broken manifest hides only that squad (as in `bifrost migrate list`); the others are shown.
+      const value = await readCatalog({ migrationsDir: this.migrationsDir, playbooksDir: this.playbooksDir });
+      this.catalog = { at: now, value, error: invalidSummary(value.invalid) };
     } catch (err) {
       this.catalog = { at: now, value: null, error: `squad manifests in ${this.migrationsDir}: ${firstLine(err)}` };
     }
@@ -103,7 +111,7 @@ export class SquadBoardReader {
           };
         }),
       );
-      return { squads, source, error: null };
+      return { squads, source, error: catalog.error };
     } catch (err) {
       return { squads: [], source, error: `migration state (${this.store.description}): ${firstLine(err)}` };
     }

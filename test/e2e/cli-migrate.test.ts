@@ -60,29 +60,76 @@ describe('help and usage', () => {
 });
 
 describe('validation errors', () => {
-  it('a broken manifest exits 2 naming file, line, field and what was expected', async () => {
+  it('a broken manifest is a row "invalid manifest" in list and report (exit 1); other squads work, the broken one is refused (exit 2)', async () => {
     const file = path.join(dirs.migrationsDir, 'notifications.yaml');
     const text = await readFile(file, 'utf8');
     await writeFile(file, text.replace('targetDate: 2027-02-26', 'targetDate: next spring').replace('    upstream: http://notifications.internal:8000', '    upstream: notifications'));
-    const r = await runCli(['migrate', 'list', ...where()]);
-    expect(r.code).toBe(2);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/invalid configuration \(2 problems\):/);
-    expect(r.stderr).toMatch(/notifications\.yaml:14:1 targetDate: expected a date YYYY-MM-DD, got "next spring"/);
-    expect(r.stderr).toMatch(/notifications\.yaml:20:5 services\[0\]\.upstream: expected an http\(s\) URL/);
+    const dateProblem = /notifications\.yaml:14:1 targetDate: expected a date YYYY-MM-DD, got "next spring"/;
+    const upstreamProblem = /notifications\.yaml:20:5 services\[0\]\.upstream: expected an http\(s\) URL/;
+
+    const list = await runCli(['migrate', 'list', ...where()]);
+    expect(list.code).toBe(1);
+    expect(list.stdout).toMatch(/collections\s+│ -+ 0\/8\s+│ inventory/);
+    expect(list.stdout).toMatch(/workspaces\s+│ -+ 0\/8\s+│ inventory/);
+    expect(list.stdout).toMatch(/notifications\s+│ invalid manifest\s+│ \S*notifications\.yaml:14:1 targetDate: expected a date YYYY-MM-DD, got "next spring"/);
+    expect(list.stdout).toMatch(upstreamProblem);
+    expect(list.stderr).toMatch(/^bifrost: 1 squad manifest is invalid \(shown as "invalid manifest"; the other squads are not affected\):\n/);
+    expect(list.stderr).toMatch(dateProblem);
+    expect(list.stderr).toMatch(upstreamProblem);
+
+    const json = await runCli(['migrate', 'list', '--json', ...where()]);
+    expect(json.code).toBe(1);
+    const parsed = JSON.parse(json.stdout);
+    expect(parsed.squads.map((s: { squad: string }) => s.squad)).toEqual(['collections', 'workspaces']);
+    expect(parsed.invalid).toEqual([
+      {
+        squad: 'notifications',
+        file,
+        status: 'invalid manifest',
+        problems: [expect.objectContaining({ line: 14, column: 1, field: 'targetDate', message: expect.stringMatching(dateProblem) }), expect.objectContaining({ line: 20, field: 'services[0].upstream' })],
+      },
+    ]);
+
+    const show = await runCli(['migrate', 'show', 'collections', ...where()]);
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/^collections — Collections\n/);
+    expect(show.stderr).toBe(`warning: 1 other squad manifest is invalid (\`bifrost migrate list\` shows the problems): ${file}\n`);
+    const complete = await runCli(['migrate', 'complete', 'workspaces', 'inventory', '--by', 'ada', '--evidence', 'reviewed', ...where()]);
+    expect(complete).toMatchObject({ code: 0, stdout: '✓ workspaces/inventory done, by ada\n' });
+
+    const broken = await runCli(['migrate', 'show', 'notifications', ...where()]);
+    expect(broken.code).toBe(2);
+    expect(broken.stdout).toBe('');
+    expect(broken.stderr).toMatch(/^bifrost: squad "notifications" has an invalid manifest \(2 problems; other squads are not affected\):\n/);
+    expect(broken.stderr).toMatch(dateProblem);
+    expect(broken.stderr).toMatch(upstreamProblem);
+
+    const md = await runCli(['migrate', 'report', '--format', 'md', ...where()]);
+    expect(md.code).toBe(1);
+    expect(md.stdout).toMatch(/\| workspaces \| ▰▱+ 1\/8 \|/);
+    expect(md.stdout).toMatch(/\| notifications \| \*\*invalid manifest\*\* \| \S*notifications\.yaml:14:1 targetDate: expected a date YYYY-MM-DD, got "next spring"<br>/);
   });
 
-  it('a dependency cycle in the playbook, or the same squad twice, is refused', async () => {
+  it('a broken playbook still stops every command (exit 2); the same squad twice makes both files invalid', async () => {
     const pb = path.join(dirs.playbooksDir, 'sync-to-bifrost.yaml');
     await writeFile(pb, (await readFile(pb, 'utf8')).replace('    dependsOn: [inventory]\n    check:\n      type: register-service', '    dependsOn: [cutover]\n    check:\n      type: register-service'));
     const cycle = await runCli(['migrate', 'list', ...where()]);
     expect(cycle.code).toBe(2);
+    expect(cycle.stdout).toBe('');
     expect(cycle.stderr).toMatch(/sync-to-bifrost\.yaml:\d+:\d+ steps\[\d\]\.dependsOn\[\d\]: expected dependencies without a cycle, found .*register-service.*→.*cutover/);
+    const cycleShow = await runCli(['migrate', 'show', 'collections', ...where()]);
+    expect(cycleShow.code).toBe(2);
     dirs = await writeShippedFixture(path.join(dir, 'again'));
     await writeFile(path.join(dirs.migrationsDir, 'collections-copy.yaml'), await readFile(path.join(dirs.migrationsDir, 'collections.yaml'), 'utf8'));
     const dup = await runCli(['migrate', 'list', ...where()]);
-    expect(dup.code).toBe(2);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toMatch(/collections-copy\.yaml:\d+:1 squad: expected a unique squad name, "collections" is also defined in .*collections\.yaml:\d+/);
     expect(dup.stderr).toMatch(/collections\.yaml:\d+:1 squad: expected a unique squad name, "collections" is already defined in .*collections-copy\.yaml:\d+/);
+    expect(dup.stdout.match(/collections\s+│ invalid manifest/g)).toHaveLength(2);
+    expect(dup.stdout).toMatch(/notifications\s+│ -+ 0\/8/);
+    const dupShow = await runCli(['migrate', 'show', 'collections', ...where()]);
+    expect(dupShow.code).toBe(2);
+    expect(dupShow.stderr).toMatch(/^bifrost: squad "collections" has an invalid manifest \(2 problems; other squads are not affected\)/);
   });
 });
 

@@ -6,7 +6,7 @@ import { escapeHtml, renderHtmlReport } from '../../cli/migration/report-html.ts
 import { renderJsonReport } from '../../cli/migration/report-json.ts';
 import { mdCell, renderMarkdownReport } from '../../cli/migration/report-markdown.ts';
 import { overviewTable, renderTableReport } from '../../cli/migration/report-table.ts';
-import { squadProgress, type SquadProgress } from '../../cli/migration/squad-progress.ts';
+import { invalidSquadRow, squadProgress, type SquadProgress } from '../../cli/migration/squad-progress.ts';
 import type { SquadState } from '../../cli/migration/state-store.ts';
 import { colorEnabled, progressBar, StepSpinner, type Terminal } from '../../cli/migration/terminal.ts';
 import pc from 'picocolors';
@@ -133,6 +133,34 @@ describe('html report', () => {
     expect(html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(html).toContain('<a href="https://example.com/pr/1?a=1&amp;b=&lt;2&gt;">');
     expect(escapeHtml(`"'<>&`)).toBe('&quot;&#39;&lt;&gt;&amp;');
+  });
+});
+
+describe('invalid manifests in the reports', () => {
+  const broken = invalidSquadRow({
+    file: 'migrations/gizmos.yaml',
+    squad: 'gizmos',
+    couldBe: [],
+    problems: [{ file: 'migrations/gizmos.yaml', line: 5, column: 1, field: 'targetDate', expected: 'expected a date YYYY-MM-DD, got "<soon>"' }],
+  });
+  const unreadable = invalidSquadRow({ file: 'migrations/typo.yml', squad: null, couldBe: ['typo'], problems: [{ file: 'migrations/typo.yml', line: 0, column: 0, field: '', expected: 'a readable file (EACCES)' }] });
+  const message = 'migrations/gizmos.yaml:5:1 targetDate: expected a date YYYY-MM-DD, got "<soon>"';
+
+  it('each is a row with status "invalid manifest" and its exact problem lines, after the valid squads', () => {
+    expect(broken).toMatchObject({ squad: 'gizmos', status: 'invalid manifest', problems: [{ line: 5, field: 'targetDate', message }] });
+    const text = overviewTable(progressFixture(), plain, [broken, unreadable]);
+    expect(text).toMatch(/│ gizmos\s+│ invalid manifest\s+│ migrations\/gizmos\.yaml:5:1 targetDate: expected a date YYYY-MM-DD, got "<soon>"\s+│/);
+    expect(text).toMatch(/│ typo\s+│ invalid manifest\s+│ migrations\/typo\.yml: a readable file \(EACCES\)/);
+    expect(text.indexOf('workspaces')).toBeLessThan(text.indexOf('gizmos'));
+    expect(renderTableReport(progressFixture(), plain, [broken])).toContain(message);
+    expect(renderMarkdownReport(progressFixture(), '2026-11-28T00:00:00.000Z', [broken])).toContain(`| gizmos | **invalid manifest** | ${message} | | |`);
+    const json = JSON.parse(renderJsonReport(progressFixture(), '2026-11-28T00:00:00.000Z', [broken, unreadable]));
+    expect(json.squads).toHaveLength(3);
+    expect(json.invalid).toEqual([broken, unreadable]);
+    expect(json.invalid[1]).toMatchObject({ squad: null, file: 'migrations/typo.yml' });
+    expect(JSON.parse(renderJsonReport(progressFixture(), '2026-11-28T00:00:00.000Z')).invalid).toEqual([]);
+    const html = renderHtmlReport(progressFixture(), '2026-11-28T00:00:00.000Z', [broken]);
+    expect(html).toContain('<td>gizmos</td><td><span class="fail">invalid manifest</span></td><td colspan="3"><pre>migrations/gizmos.yaml:5:1 targetDate: expected a date YYYY-MM-DD, got &quot;&lt;soon&gt;&quot;</pre></td>');
   });
 });
 

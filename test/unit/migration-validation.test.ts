@@ -7,8 +7,9 @@ import { mkdtemp, mkdir, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadCatalog } from '../../cli/migration/catalog.ts';
+import { findSquad, loadCatalog, readCatalog } from '../../cli/migration/catalog.ts';
 import { ConfigError, formatProblem } from '../../cli/migration/config-error.ts';
+import { CliError } from '../../cli/output.ts';
 import { readManifest } from '../../cli/migration/manifest.ts';
 import { dependencyOrder, findCycle, readPlaybook } from '../../cli/migration/playbook.ts';
 import { YamlSource } from '../../cli/migration/yaml-source.ts';
@@ -243,8 +244,10 @@ describe('the catalog (every manifest with its playbook)', () => {
     const err = await load().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     const p = (err as ConfigError).problems;
-    expect(p).toHaveLength(1);
-    expect(formatProblem(p[0]!)).toMatch(/b\.yaml:2:1 squad: expected a unique squad name, "gadgets" is already defined in .*a\.yaml:1/);
+    expect(p.map(formatProblem)).toEqual([
+      expect.stringMatching(/a\.yaml:1:1 squad: expected a unique squad name, "gadgets" is also defined in .*b\.yaml:2$/),
+      expect.stringMatching(/b\.yaml:2:1 squad: expected a unique squad name, "gadgets" is already defined in .*a\.yaml:1$/),
+    ]);
   });
 
   it('refuses stepOptions for a step the playbook does not have, and bad parameters for a known one', async () => {
@@ -268,5 +271,86 @@ describe('the catalog (every manifest with its playbook)', () => {
     await writeFile(path.join(dir, 'migrations/b.yaml'), GOOD_MANIFEST.replace('squad: gadgets', 'squad: Gadgets2'));
     const err = (await load().catch((e: unknown) => e)) as ConfigError;
     expect(err.problems.map((p) => `${path.basename(p.file)}:${p.line} ${p.field}`)).toEqual(['a.yaml:11 events', 'b.yaml:1 squad']);
+  });
+});
+
+describe('one invalid manifest does not block the other squads (readCatalog, findSquad)', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'bifrost-migration-invalid-'));
+    await mkdir(path.join(dir, 'migrations'));
+    await mkdir(path.join(dir, 'playbooks'));
+    await copyFile(path.join(repo, 'playbooks/sync-to-bifrost.yaml'), path.join(dir, 'playbooks/sync-to-bifrost.yaml'));
+    await writeFile(path.join(dir, 'migrations/gadgets.yaml'), GOOD_MANIFEST);
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const read = () => readCatalog({ migrationsDir: path.join(dir, 'migrations'), playbooksDir: path.join(dir, 'playbooks') });
+  const gizmos = GOOD_MANIFEST.replaceAll('gadget', 'gizmo');
+  const refusal = (fn: () => unknown): CliError => {
+    try {
+      fn();
+    } catch (err) {
+      return err as CliError;
+    }
+    throw new Error('expected a refusal');
+  };
+
+  it('keeps a broken manifest aside with its squad and problems; the valid squads load', async () => {
+    await writeFile(path.join(dir, 'migrations/gizmos.yaml'), gizmos.replace('targetDate: 2027-01-31', 'targetDate: soon'));
+    const catalog = await read();
+    expect(catalog.squads.map((s) => s.manifest.squad)).toEqual(['gadgets']);
+    expect(catalog.invalid).toEqual([{ file: path.join(dir, 'migrations/gizmos.yaml'), squad: 'gizmos', couldBe: [], problems: [expect.objectContaining({ line: 5, field: 'targetDate' })] }]);
+    expect(findSquad(catalog, 'gadgets').manifest.squad).toBe('gadgets');
+    const err = refusal(() => findSquad(catalog, 'gizmos'));
+    expect(err).toBeInstanceOf(CliError);
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(/^squad "gizmos" has an invalid manifest \(1 problem; other squads are not affected\):\n {2}\S+gizmos\.yaml:5:1 targetDate: expected a date YYYY-MM-DD, got "soon"$/);
+    await expect(loadCatalog({ migrationsDir: path.join(dir, 'migrations'), playbooksDir: path.join(dir, 'playbooks') })).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('a manifest whose squad cannot be read blocks only the squad its file name or squad: key names', async () => {
+    // YAML that does not parse: the squad comes from the text, the file name from the convention.
+    await writeFile(path.join(dir, 'migrations/broken.yaml'), 'squad: "gizmos"\nowners: [\n');
+    await writeFile(path.join(dir, 'migrations/gizmos.yaml'), gizmos);
+    await writeFile(path.join(dir, 'migrations/widgets.yaml'), GOOD_MANIFEST.replaceAll('gadget', 'widget'));
+    const catalog = await read();
+    expect(catalog.squads.map((s) => s.manifest.squad)).toEqual(['gadgets', 'gizmos', 'widgets']);
+    expect(catalog.invalid).toEqual([expect.objectContaining({ squad: null, couldBe: ['broken', 'gizmos'] })]);
+    expect(findSquad(catalog, 'gadgets').manifest.squad).toBe('gadgets');
+    expect(findSquad(catalog, 'widgets').manifest.squad).toBe('widgets');
+    const err = refusal(() => findSquad(catalog, 'gizmos'));
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toMatch(/^squad "gizmos": \S+broken\.yaml may also be its manifest .*\n {2}\S+broken\.yaml:3:1: valid YAML/);
+    // An unknown name may be the broken file's: the message shows its problems.
+    expect(refusal(() => findSquad(catalog, 'sprockets')).message).toMatch(/^unknown squad "sprockets": expected one of gadgets, gizmos, widgets; it may be in a broken manifest whose squad cannot be read \(1 problem\):\n {2}\S+broken\.yaml:3:1/);
+  });
+
+  it('the same squad name in two files makes both invalid; the other squads still load', async () => {
+    await writeFile(path.join(dir, 'migrations/gizmos.yaml'), gizmos);
+    await writeFile(path.join(dir, 'migrations/gizmos-copy.yaml'), gizmos);
+    const catalog = await read();
+    expect(catalog.squads.map((s) => s.manifest.squad)).toEqual(['gadgets']);
+    expect(catalog.invalid.map((i) => [path.basename(i.file), i.squad])).toEqual([
+      ['gizmos-copy.yaml', 'gizmos'],
+      ['gizmos.yaml', 'gizmos'],
+    ]);
+    const err = refusal(() => findSquad(catalog, 'gizmos'));
+    expect(err.message).toMatch(/gizmos-copy\.yaml:1:1 squad: expected a unique squad name, "gizmos" is also defined in \S+gizmos\.yaml:1/);
+    expect(err.message).toMatch(/gizmos\.yaml:1:1 squad: expected a unique squad name, "gizmos" is already defined in \S+gizmos-copy\.yaml:1/);
+    expect(refusal(() => findSquad(catalog, 'nope')).message).toBe('unknown squad "nope": expected one of gadgets (invalid manifests: gizmos)');
+  });
+
+  it('a manifest naming a playbook that does not exist is that squad\'s problem; a broken playbook stops everyone', async () => {
+    await writeFile(path.join(dir, 'migrations/gizmos.yaml'), gizmos.replace('playbook: sync-to-bifrost', 'playbook: sync-to-nowhere'));
+    const catalog = await read();
+    expect(catalog.squads.map((s) => s.manifest.squad)).toEqual(['gadgets']);
+    expect(catalog.invalid[0]!.problems).toEqual([expect.objectContaining({ line: 4, field: 'playbook', expected: expect.stringContaining('sync-to-nowhere.yaml cannot be read') })]);
+    await writeFile(path.join(dir, 'playbooks/sync-to-bifrost.yaml'), 'name: sync-to-bifrost\ntitle: 3\nsteps: []\n');
+    const err = (await read().catch((e: unknown) => e)) as ConfigError;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.exitCode).toBe(2);
+    expect(err.problems.map((p) => `${path.basename(p.file)}:${p.line} ${p.field}`)).toEqual(['gizmos.yaml:4 playbook', 'sync-to-bifrost.yaml:2 title', 'sync-to-bifrost.yaml:3 steps']);
   });
 });
