@@ -13,6 +13,7 @@ import { Command } from 'commander';
 import { flagsFilePathFromEnv } from '../../proxy/flags-file.ts';
 import { stdoutTerminal } from '../migration/terminal.ts';
 import { CliError, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, printJson } from '../output.ts';
+import { conflictingOverrides, describeOverrides } from '../rollout/flag-overrides.ts';
 import { openFlagTarget, parseBucketBy, parsePercent, type FlagTarget } from '../rollout/flag-target.ts';
 import { MetricsSampler, defaultSyncMetricsUrl } from '../rollout/metrics-window.ts';
 import { openRampStore } from '../rollout/open-ramp-store.ts';
@@ -181,6 +182,8 @@ the new percentage (--apply-timeout): exit 1 when the shim answers but does not 
 warning when no shim answers.
 Live mode (LD_API_TOKEN, LD_PROJECT_KEY, LD_ENVIRONMENT_KEY set; LD_BASE_URI to override
 https://app.launchdarkly.com) changes the flag's fallthrough rollout with a semantic patch.
+Individual targets and rules come before the percentage: a warning names those in force that
+serve another variation (the flags-file write removes the file's, and says so).
 
 Examples:
   $ bifrost rollout set 5
@@ -207,11 +210,13 @@ Examples:
       if (check.state === 'not-applied') process.exitCode = EXIT_CHECK_FAILED;
       if (o.json) {
         if (check.state === 'no-shim') note(`warning: ${check.message}`);
-        printJson({ percent: result.percent, bucketBy: result.bucketBy, version: result.version ?? null, target: flag.kind, where: flag.description, notes: result.notes, shimApplied: applyJson(check) });
+        for (const w of result.warnings ?? []) note(`warning: ${w}`);
+        printJson({ percent: result.percent, bucketBy: result.bucketBy, version: result.version ?? null, target: flag.kind, where: flag.description, notes: result.notes, warnings: result.warnings ?? [], overrides: result.overrides ?? [], shimApplied: applyJson(check) });
         return;
       }
       const c = stdoutTerminal().colors;
       for (const n of result.notes) process.stdout.write(`${c.yellow('note:')} ${n}\n`);
+      for (const w of result.warnings ?? []) process.stdout.write(`${c.yellow('warning:')} ${w}\n`);
       const who = result.bucketBy === 'team' ? 'teams' : 'users';
       const mark = check.state === 'applied' ? c.green('✓') : check.state === 'no-shim' ? c.yellow('!') : c.red('✗');
       process.stdout.write(`${mark} rollout set to ${c.bold(`${result.percent}%`)} of ${who} on Bifrost (${flag.description}${result.version !== undefined ? `, version ${result.version}` : ''})\n${applyLine(check, c)}\n`);
@@ -414,6 +419,11 @@ until it routes 0% (--apply-timeout); only then is the ramp recorded "rolled bac
 asked to drain (POST /api/drain with BIFROST_ADMIN_TOKEN), which closes the moved connections at
 its rebalance rate so unchanged clients reconnect to Sync. Exit 1 when 0% could not be written,
 the shim did not apply it, or the drain failed.
+With live LaunchDarkly, 0% is the fallthrough; when the flag's off variation is "sync" the
+rollback also turns targeting off, so contexts served Bifrost by an individual target or a rule
+get Sync too. Otherwise targeting stays on and a warning names the targets and rules that keep
+contexts on Bifrost. In flags-file mode the write removes the file's targets and rules (a
+warning names them): everyone gets Sync.
 
 Example:
   $ bifrost rollout rollback`,
@@ -452,7 +462,7 @@ Example:
 
         // 2. 0% until it is written.
         const write = () =>
-          retrying(`writing 0% to ${flag.description}`, () => flag.write({ percent: 0, comment }), { forMs: ROLLBACK_RETRY_MS, all: true, onRetry: (line) => note(`retry: ${line}`) });
+          retrying(`writing 0% to ${flag.description}`, () => flag.write({ percent: 0, comment, rollback: true }), { forMs: ROLLBACK_RETRY_MS, all: true, onRetry: (line) => note(`retry: ${line}`) });
         let written;
         try {
           written = await write();
@@ -504,11 +514,18 @@ Example:
           }
         }
         const failed = 'error' in drain || check.state !== 'applied';
+        // Targets and rules still in force that serve Bifrost keep their contexts there at 0%.
+        const stuck = conflictingOverrides(written.overrides ?? [], 0);
+        const warnings = written.warnings ?? [];
         if (o.json) {
-          printJson({ percent: written.percent, bucketBy: written.bucketBy, target: flag.kind, where: flag.description, rampEnded: recorded ? rampSummary(recorded) : ended ? rampSummary(ended.doc) : null, shimApplied: applyJson(check), drain });
+          for (const w of warnings) note(`warning: ${w}`);
+          printJson({ percent: written.percent, bucketBy: written.bucketBy, on: written.on ?? null, target: flag.kind, where: flag.description, notes: written.notes, warnings, overrides: written.overrides ?? [], rampEnded: recorded ? rampSummary(recorded) : ended ? rampSummary(ended.doc) : null, shimApplied: applyJson(check), drain });
         } else {
           const c = stdoutTerminal().colors;
-          process.stdout.write(`${check.state === 'applied' ? c.green('✓') : c.yellow('!')} rollout set to ${c.bold('0%')}: everyone is routed to Sync (${flag.description})\n  ${applyLine(check, c)}\n`);
+          const who = stuck.length ? `everyone but the contexts of the flag's ${describeOverrides(stuck)} is routed to Sync` : 'everyone is routed to Sync';
+          process.stdout.write(`${check.state === 'applied' && !stuck.length ? c.green('✓') : c.yellow('!')} rollout set to ${c.bold('0%')}: ${who} (${flag.description})\n  ${applyLine(check, c)}\n`);
+          for (const n of written.notes) process.stdout.write(`  ${c.yellow('note:')} ${n}\n`);
+          for (const w of warnings) process.stdout.write(`  ${c.yellow('warning:')} ${w}\n`);
           if (ended) process.stdout.write(`  the ramp ${describePlan(ended.doc.plan)} was ended${ended.liveOwner ? '; its process stops at its next tick' : ''}\n`);
           if ('error' in drain) process.stdout.write(`  ${c.red('drain failed:')} ${drain.error}\n  the shim still moves connections on the flag change if its drain policy is "close"\n`);
           else process.stdout.write(`  shim drain: ${drain.queued} connection(s) queued to move back at ${drain.rate}/s\n`);

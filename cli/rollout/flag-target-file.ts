@@ -8,11 +8,19 @@
  * created: a relative path resolved against the wrong directory would
  * otherwise produce a file no shim reads, and a "✓" for a change nobody
  * applies. `createMissing` (the `--create-flags-file` option) creates it.
+ *
+ * writeRollout writes the migration flag whole (proxy/flags-file.ts
+ * `buildFlag`: only the salt and the version survive), so individual targets
+ * and rules added to the file by hand are removed by every write. The write
+ * compares the flag before and after and warns about what was removed (and
+ * about any target or rule still in force that contradicts the percentage,
+ * should the writer ever keep them); `read` reports those in force.
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { FlagsFileError, readRollout, writeRollout } from '../../proxy/flags-file.ts';
+import { FLAG_KEY, FlagsFileError, readFlagsFile, readRollout, writeRollout } from '../../proxy/flags-file.ts';
 import { CliError, EXIT_USAGE } from '../output.ts';
+import { describeOverrides, overridesOf, overridesWarning, type FlagOverride } from './flag-overrides.ts';
 import { TransientError } from './retry.ts';
 import type { FlagRollout, FlagTarget, FlagWrite, FlagWriteResult } from './flag-target.ts';
 
@@ -48,11 +56,23 @@ export class FileFlagTarget implements FlagTarget {
     }
   }
 
+  /** The migration flag's individual targets and rules as listed in the file, and whether targeting is on; none when unreadable. */
+  private async listedOverrides(): Promise<{ listed: FlagOverride[]; on: boolean }> {
+    try {
+      const flag = (await readFlagsFile(this.file)).flags?.[FLAG_KEY];
+      if (!flag) return { listed: [], on: true };
+      return { listed: overridesOf(flag.variations, { targets: flag.targets, contextTargets: flag.contextTargets, rules: flag.rules }), on: flag.on };
+    } catch {
+      return { listed: [], on: true }; // missing or garbage: readRollout / writeRollout say so
+    }
+  }
+
   async read(): Promise<FlagRollout> {
     await this.ensureExists();
     try {
       const r = await readRollout(this.file);
-      return { percent: r.percent, bucketBy: r.bucketBy, version: r.version };
+      const { listed, on } = await this.listedOverrides();
+      return { percent: r.percent, bucketBy: r.bucketBy, version: r.version, on: r.on, overrides: on ? listed : [] };
     } catch (err) {
       if (err instanceof FlagsFileError) throw new CliError(`cannot use ${this.file}: ${err.message}`, EXIT_USAGE);
       throw err;
@@ -63,8 +83,20 @@ export class FileFlagTarget implements FlagTarget {
     const bucketBy = change.bucketBy ?? (await this.read()).bucketBy;
     await this.ensureExists();
     try {
+      const before = await this.listedOverrides();
       const r = await writeRollout(this.file, { percent: change.percent, bucketBy });
-      return { percent: r.percent, bucketBy: r.bucketBy, version: r.version, notes: [] };
+      const after = await this.listedOverrides();
+      const kept = new Set(after.listed.map((o) => JSON.stringify(o)));
+      const removed = before.listed.filter((o) => !kept.has(JSON.stringify(o)));
+      const warnings: string[] = [];
+      if (removed.length) {
+        warnings.push(
+          `this write removed the flag's ${describeOverrides(removed)} from ${this.file} (the CLI writes the migration flag whole, keeping only its salt): ${r.percent}% now applies to ${after.listed.length ? 'every context the remaining targets and rules do not match' : 'every context'}${change.percent === 0 ? ', so everyone is on Sync' : ''}; to pin contexts, use live LaunchDarkly`,
+        );
+      }
+      const warning = overridesWarning(after.on ? after.listed : [], r.percent);
+      if (warning) warnings.push(`${warning}: edit them in ${this.file}`);
+      return { percent: r.percent, bucketBy: r.bucketBy, version: r.version, on: r.on, overrides: after.on ? after.listed : [], notes: [], warnings };
     } catch (err) {
       if (err instanceof FlagsFileError) {
         // Another writer (the shim's admin API, the dashboard) holding the file's lock goes away by itself.

@@ -8,9 +8,18 @@
  * so raising the percentage only adds contexts. A flag whose targeting is off
  * serves its off variation to everyone; the patch then also turns it on (and
  * says so).
+ *
+ * Individual targets and rules come before the fallthrough: every write warns
+ * when those in force serve another variation than the percentage implies
+ * (flag-overrides.ts). A rollback (`FlagWrite.rollback`) also turns targeting
+ * off (`turnFlagOff`) when the flag's off variation is "sync", so that
+ * everyone, targets and rules included, gets Sync; when the off variation is
+ * anything else targeting is left on and the warning says why. A flag that is
+ * off stays off on a rollback unless its off variation is "bifrost".
  */
 import { FLAG_KEY, WEIGHT_TOTAL, type BucketBy } from '../../proxy/flags-file.ts';
 import { CliError, EXIT_USAGE } from '../output.ts';
+import { conflictingOverrides, describeOverrides, overridesOf, overridesWarning, type FlagOverride } from './flag-overrides.ts';
 import { LaunchDarklyRest, type LaunchDarklyRestOptions, type LdFlag } from './launchdarkly-rest.ts';
 import type { FlagRollout, FlagTarget, FlagWrite, FlagWriteResult } from './flag-target.ts';
 
@@ -49,6 +58,19 @@ export function rolloutOfLdFlag(flag: LdFlag, environmentKey: string): FlagRollo
   return { percent, bucketBy, version: env?._version ?? flag._version, on };
 }
 
+/** The individual targets and rules listed in the flag's environment (in force only while targeting is on). */
+export function overridesOfLdFlag(flag: LdFlag, environmentKey: string): FlagOverride[] {
+  const env = flag.environments?.[environmentKey];
+  const values = (Array.isArray(flag.variations) ? flag.variations : []).map((v) => v.value);
+  return overridesOf(values, { targets: env?.targets, contextTargets: env?.contextTargets, rules: env?.rules });
+}
+
+/** The value of the flag's off variation in the environment (`sync`, `bifrost`, …), undefined when it has none. */
+export function offVariationValue(flag: LdFlag, environmentKey: string): unknown {
+  const off = flag.environments?.[environmentKey]?.offVariation;
+  return typeof off === 'number' ? flag.variations?.[off]?.value : undefined;
+}
+
 /** The semantic patch instruction that sets the fallthrough rollout. */
 export function fallthroughRolloutInstruction(ids: VariationIds, percent: number, bucketBy: BucketBy): Record<string, unknown> {
   const bifrostWeight = Math.round(percent * (WEIGHT_TOTAL / 100));
@@ -74,29 +96,55 @@ export class LaunchDarklyFlagTarget implements FlagTarget {
   }
 
   async read(): Promise<FlagRollout> {
-    const r = rolloutOfLdFlag(await this.rest.getFlag(this.flagKey), this.rest.environmentKey);
-    return { percent: r.percent, bucketBy: r.bucketBy, version: r.version };
+    const flag = await this.rest.getFlag(this.flagKey);
+    const r = rolloutOfLdFlag(flag, this.rest.environmentKey);
+    return { percent: r.percent, bucketBy: r.bucketBy, version: r.version, on: r.on, overrides: r.on ? overridesOfLdFlag(flag, this.rest.environmentKey) : [] };
   }
 
   async write(change: FlagWrite): Promise<FlagWriteResult> {
     const flag = await this.rest.getFlag(this.flagKey);
     const ids = variationIds(flag);
-    const current = rolloutOfLdFlag(flag, this.rest.environmentKey);
+    const envKey = this.rest.environmentKey;
+    const current = rolloutOfLdFlag(flag, envKey);
     const bucketBy = change.bucketBy ?? current.bucketBy;
+    const listed = overridesOfLdFlag(flag, envKey);
+    const offValue = offVariationValue(flag, envKey);
+    const offText = offValue === undefined ? 'not set' : `"${typeof offValue === 'string' ? offValue : JSON.stringify(offValue)}"`;
+    const rollback = change.rollback === true && change.percent === 0;
     const instructions: Record<string, unknown>[] = [];
     const notes: string[] = [];
-    if (!current.on) {
+    const warnings: string[] = [];
+    let on = current.on;
+    // Off serves the off variation to everyone: turn targeting on for the percentage to apply,
+    // except on a rollback whose off variation is not Bifrost (everyone is already off Bifrost).
+    if (!on && (!rollback || offValue === 'bifrost')) {
       instructions.push({ kind: 'turnFlagOn' });
-      notes.push(`targeting was off in environment ${this.rest.environmentKey} (everyone got the off variation); turned it on`);
+      on = true;
+      notes.push(`targeting was off in environment ${envKey} (everyone got the off variation, ${offText}); turned it on`);
     }
     instructions.push(fallthroughRolloutInstruction(ids, change.percent, bucketBy));
+    if (rollback && on && offValue === 'sync') {
+      instructions.push({ kind: 'turnFlagOff' });
+      on = false;
+      const stuck = conflictingOverrides(listed, 0);
+      notes.push(
+        `turned targeting off in environment ${envKey}: its off variation is "sync", so everyone gets Sync${stuck.length ? `, including the contexts of its ${describeOverrides(stuck)}` : ', individual targets and rules included'}; \`bifrost rollout set\` or a ramp turns it on again`,
+      );
+    }
+    const warning = overridesWarning(on ? listed : [], change.percent);
+    if (warning) {
+      const why = rollback
+        ? ` — targeting was left on because the flag's off variation is ${offText}, not "sync" (turning it off would not send everyone to Sync): remove them in LaunchDarkly, or make "sync" the off variation and roll back again`
+        : ': change or remove them in LaunchDarkly';
+      warnings.push(`${warning}${why}`);
+    }
     const updated = await this.rest.patchFlag(this.flagKey, instructions, change.comment);
     let version: number | undefined;
     try {
-      version = rolloutOfLdFlag(updated, this.rest.environmentKey).version;
+      version = rolloutOfLdFlag(updated, envKey).version;
     } catch {
       version = undefined;
     }
-    return { percent: change.percent, bucketBy, version, notes };
+    return { percent: change.percent, bucketBy, version, on, overrides: on ? listed : [], notes, warnings };
   }
 }

@@ -9,6 +9,7 @@ import { FlagsFileError, validateBucketBy, validatePercent, type BucketBy } from
 import { CliError, EXIT_USAGE } from '../output.ts';
 import { FileFlagTarget } from './flag-target-file.ts';
 import { LaunchDarklyFlagTarget } from './flag-target-launchdarkly.ts';
+import type { FlagOverride } from './flag-overrides.ts';
 import { launchDarklyOptionsFromEnv } from './launchdarkly-rest.ts';
 
 /** The rollout as the flag holds it. */
@@ -18,6 +19,13 @@ export interface FlagRollout {
   bucketBy: BucketBy;
   /** The flag's version where the target has one. */
   version?: number;
+  /** Whether targeting is on; off = everyone gets the flag's off variation (targets and rules included). */
+  on?: boolean;
+  /**
+   * Individual targets and rules in force (none while targeting is off): they
+   * come before the percentage, so the contexts they match keep their variation.
+   */
+  overrides?: FlagOverride[];
 }
 
 export interface FlagWrite {
@@ -26,11 +34,22 @@ export interface FlagWrite {
   bucketBy?: BucketBy;
   /** Why (LaunchDarkly keeps it in the flag's history). */
   comment: string;
+  /**
+   * `bifrost rollout rollback` (with percent 0): everyone to Sync. Live
+   * LaunchDarkly then also turns targeting off when the flag's off variation is
+   * "sync", so its individual targets and rules no longer apply either.
+   */
+  rollback?: boolean;
 }
 
 export interface FlagWriteResult extends FlagRollout {
   /** Anything worth telling the operator (e.g. the flag was off and was turned on). */
   notes: string[];
+  /**
+   * What the percentage written does not decide: targets or rules in force
+   * that serve another variation, or targets and rules this write removed.
+   */
+  warnings?: string[];
 }
 
 export interface FlagTarget {

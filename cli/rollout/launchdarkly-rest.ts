@@ -38,6 +38,11 @@ export interface LdFlag {
         variation?: number;
         rollout?: { variations: { variation: number; weight: number }[]; bucketBy?: string; contextKind?: string };
       };
+      /** Context keys served a variation individually (`contextTargets`: other context kinds; entries may list no key). */
+      targets?: { values: string[]; variation: number; contextKind?: string }[];
+      contextTargets?: { values: string[]; variation: number; contextKind?: string }[];
+      /** Targeting rules: a variation or a rollout of their own. */
+      rules?: { _id?: string; description?: string; ref?: string; variation?: number; rollout?: { variations: { variation: number; weight: number }[] } }[];
     }
   >;
 }

@@ -336,6 +336,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
         await mine((cur) => ({ ...cur, updatedAt: new Date().toISOString() }));
         const w = await routine(`writing ${target}% to ${flag.description}`, () => flag.write({ percent: target, bucketBy, comment: `bifrost rollout ramp: ${describeStep(doc)}` }));
         for (const n of w.notes) reporter.event(`note: ${n}`);
+        for (const n of w.warnings ?? []) reporter.event(`warning: ${n}`);
       }
       applied.push(target);
       await mine((cur) => withEvent({ ...cur, percent: target, updatedAt: new Date().toISOString() }, { event: 'step', percent: target, detail: describeStep(cur) }));
@@ -495,6 +496,8 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
         { breaches: bad },
       );
     }
+    for (const n of w.notes) reporter.event(`note: ${n}`);
+    for (const n of w.warnings ?? []) reporter.event(`warning: ${n}`);
     const applyCheck = (await confirm(to, w.bucketBy)) ?? undefined;
     let final = doc;
     try {

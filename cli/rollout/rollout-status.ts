@@ -4,10 +4,13 @@
  * backend and per Bifrost node, routing decisions and upgrade outcomes per
  * backend — totals since the shim started (upgrades from its /metrics) and
  * over the last minutes (`recent` of `GET /api/rollout`) — and the ramp's
- * persisted state, then renders it as tables or JSON.
+ * persisted state, then renders it as tables or JSON. The flag's individual
+ * targets and rules in force are shown too, with a warning when they serve
+ * another variation than the percentage implies (flag-overrides.ts).
  */
 import { parsePrometheusText } from '../migration/prometheus-text.ts';
 import { newTable, type Colors } from '../migration/terminal.ts';
+import { describeOverrides, overridesWarning } from './flag-overrides.ts';
 import type { FlagRollout, FlagTarget } from './flag-target.ts';
 import { FAILED_UPGRADE_OUTCOMES, type BackendUpgrades } from './metrics-window.ts';
 import { describePlan, formatDuration } from './ramp-plan.ts';
@@ -16,7 +19,8 @@ import { describeOwner, describeStep } from './ramp-runner.ts';
 import type { ShimAdminClient, ShimRolloutSnapshot } from './shim-admin-client.ts';
 
 export interface RolloutStatus {
-  flag: ({ target: 'file' | 'launchdarkly'; description: string } & FlagRollout) | { target: 'file' | 'launchdarkly'; description: string; error: string };
+  /** `overrideWarning`: targets or rules in force that contradict the percentage (null when none). */
+  flag: ({ target: 'file' | 'launchdarkly'; description: string; overrideWarning: string | null } & FlagRollout) | { target: 'file' | 'launchdarkly'; description: string; error: string };
   shim: { url: string; reachable: true; snapshot: ShimRolloutSnapshot; upgrades: { sync: BackendUpgrades; bifrost: BackendUpgrades } | null } | { url: string; reachable: false; error: string };
   ramp: (RampDoc & { ownerAlive: boolean; timeLeftMs: number }) | null;
   rampError?: string;
@@ -40,7 +44,7 @@ function upgradesFrom(text: string): { sync: BackendUpgrades; bifrost: BackendUp
 export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdminClient; readRamp: () => Promise<RampDoc | null>; host: string; staleMs?: number }): Promise<RolloutStatus> {
   const [flag, shim, ramp] = await Promise.all([
     deps.flag.read().then(
-      (r) => ({ target: deps.flag.kind, description: deps.flag.description, ...r }),
+      (r) => ({ target: deps.flag.kind, description: deps.flag.description, ...r, overrides: r.overrides ?? [], overrideWarning: overridesWarning(r.overrides ?? [], r.percent) }),
       (err: Error) => ({ target: deps.flag.kind, description: deps.flag.description, error: err.message }),
     ),
     Promise.all([deps.admin.rollout(), deps.admin.metricsText().catch(() => null)]).then(
@@ -90,7 +94,10 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
     if (s.shim.reachable && s.shim.snapshot.percent !== null && s.shim.snapshot.percent !== f.percent) {
       inForce = c.yellow(` — the shim still applies ${s.shim.snapshot.percent}% (reload pending or another flags file)`);
     }
-    lines.push(`${label('Rollout')} ${c.bold(`${f.percent}%`)} on Bifrost, bucket by ${f.bucketBy} (${f.description}${f.version !== undefined ? `, version ${f.version}` : ''})${inForce}`);
+    const off = f.on === false ? c.yellow(' — targeting off: everyone gets the off variation') : '';
+    lines.push(`${label('Rollout')} ${c.bold(`${f.percent}%`)} on Bifrost, bucket by ${f.bucketBy} (${f.description}${f.version !== undefined ? `, version ${f.version}` : ''})${off}${inForce}`);
+    if (f.overrideWarning) lines.push(`${label('Overrides')} ${c.yellow(`warning: ${f.overrideWarning}`)}`);
+    else if (f.overrides?.length) lines.push(`${label('Overrides')} ${c.dim(`${describeOverrides(f.overrides)} (in line with ${f.percent}%)`)}`);
   }
   if (s.ramp) lines.push(`${label('Ramp')} ${describeRamp(s.ramp, c)}`);
   else lines.push(`${label('Ramp')} none yet${s.rampError ? c.red(` (${s.rampError})`) : ''}`);

@@ -23,6 +23,9 @@ interface EnvConfig {
   _version: number;
   offVariation: number;
   fallthrough: { variation?: number; rollout?: { variations: { variation: number; weight: number }[]; bucketBy?: string; contextKind?: string } };
+  targets?: { values: string[]; variation: number; contextKind?: string }[];
+  contextTargets?: { values: string[]; variation: number; contextKind?: string }[];
+  rules?: { _id: string; description?: string; variation?: number; clauses: unknown[] }[];
 }
 
 /** A tiny LaunchDarkly: one flag, GET and semantic-patch PATCH, with scripted failures. */
@@ -69,6 +72,7 @@ class FakeLaunchDarkly {
       if (body.environmentKey !== ENVIRONMENT) return send(400, { code: 'invalid_request', message: 'environmentKey' });
       for (const ins of body.instructions) {
         if (ins.kind === 'turnFlagOn') this.env.on = true;
+        else if (ins.kind === 'turnFlagOff') this.env.on = false;
         else if (ins.kind === 'updateFallthroughVariationOrRollout') {
           const weights = ins.rolloutWeights as Record<string, number>;
           this.env.fallthrough = {
@@ -244,5 +248,99 @@ describe('bifrost rollout set against LaunchDarkly (REST, semantic patch)', () =
     const r = await runBifrost(['rollout', 'set', '10'], { cwd: dir, env: cleanEnv({ LD_API_TOKEN: TOKEN }) });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/missing: LD_PROJECT_KEY, LD_ENVIRONMENT_KEY/);
+  }, 240_000);
+});
+
+/** Contexts pinned to Bifrost by hand in LaunchDarkly: two targeted users (plus LaunchDarkly's empty user placeholder in contextTargets), a targeted team, and a rule. */
+function pinToBifrost(env: EnvConfig): void {
+  env.targets = [{ values: ['u-alice', 'u-bob'], variation: 1, contextKind: 'user' }];
+  env.contextTargets = [
+    { values: [], variation: 1, contextKind: 'user' },
+    { values: ['t-core'], variation: 1, contextKind: 'team' },
+  ];
+  env.rules = [{ _id: 'rule-1', description: 'beta testers', variation: 1, clauses: [{ attribute: 'email', op: 'endsWith', values: ['@beta.example'] }] }];
+}
+
+describe('individual targets and rules in LaunchDarkly (they come before the percentage)', () => {
+  it('set warns when targets and a rule serve "bifrost", and status shows them (text and --json)', async () => {
+    ld.env.fallthrough = { rollout: { variations: [{ variation: 0, weight: 90_000 }, { variation: 1, weight: 10_000 }], bucketBy: 'key', contextKind: 'user' } };
+    pinToBifrost(ld.env);
+    const set = await cli(['set', '0']);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toMatch(/warning: the flag also has 2 individual targets \(3 contexts\) and 1 rule serving "bifrost": .*0% is not everyone on Sync: change or remove them in LaunchDarkly/);
+    const body = JSON.parse(server.requests.at(-1)!.body) as { instructions: { kind: string }[] };
+    expect(body.instructions.map((i) => i.kind)).toEqual(['updateFallthroughVariationOrRollout']); // `set` never turns targeting off
+    expect(ld.env.on).toBe(true);
+
+    const setJson = await cli(['set', '0', '--json']);
+    expect(setJson.code, setJson.stderr).toBe(0);
+    expect(json(setJson)).toMatchObject({ percent: 0, warnings: [expect.stringMatching(/1 rule serving "bifrost"/)], overrides: expect.arrayContaining([expect.objectContaining({ kind: 'rule', rule: 'beta testers', serves: 'bifrost', bifrostPercent: 100 })]) });
+    expect(setJson.stderr).toMatch(/warning: the flag also has 2 individual targets/);
+
+    const status = await cli(['status', '--json']);
+    const flag = (json(status) as { flag: { percent: number; on: boolean; overrides: { kind: string; contexts?: number; contextKind?: string; serves: string }[]; overrideWarning: string | null } }).flag;
+    expect(flag.percent).toBe(0);
+    expect(flag.on).toBe(true);
+    expect(flag.overrides).toEqual([
+      { kind: 'target', contextKind: 'user', contexts: 2, serves: 'bifrost', bifrostPercent: 100 },
+      { kind: 'target', contextKind: 'team', contexts: 1, serves: 'bifrost', bifrostPercent: 100 },
+      { kind: 'rule', rule: 'beta testers', serves: 'bifrost', bifrostPercent: 100 },
+    ]);
+    expect(flag.overrideWarning).toMatch(/2 individual targets \(3 contexts\) and 1 rule serving "bifrost"/);
+    const text = await cli(['status']);
+    expect(text.stdout).toMatch(/Overrides warning: the flag also has 2 individual targets \(3 contexts\) and 1 rule serving "bifrost".*0% is not everyone on Sync/);
+
+    // At 100% the same targets agree with the percentage: shown, no warning.
+    const full = await cli(['set', '100']);
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.stdout).not.toMatch(/warning: the flag also has/);
+    expect((await cli(['status'])).stdout).toMatch(/Overrides 2 individual targets \(3 contexts\) and 1 rule serving "bifrost" \(in line with 100%\)/);
+  }, 240_000);
+
+  it('rollback also turns targeting off when the off variation is "sync": the rule and targets serve Sync too', async () => {
+    ld.env.fallthrough = { rollout: { variations: [{ variation: 0, weight: 75_000 }, { variation: 1, weight: 25_000 }], bucketBy: 'key', contextKind: 'user' } };
+    pinToBifrost(ld.env);
+    const r = await cli(['rollback', '--json']);
+    // No shim answers at --admin-url: the drain fails (exit 1); the flag change is what is checked here.
+    const patches = server.requests.filter((q) => q.method === 'PATCH');
+    expect(patches).toHaveLength(1);
+    const body = JSON.parse(patches[0]!.body) as { comment: string; instructions: Record<string, unknown>[] };
+    expect(body.comment).toMatch(/^bifrost rollout rollback by /);
+    expect(body.instructions).toEqual([
+      { kind: 'updateFallthroughVariationOrRollout', rolloutWeights: { [BIFROST_ID]: 0, [SYNC_ID]: 100_000 }, rolloutBucketBy: 'key', rolloutContextKind: 'user' },
+      { kind: 'turnFlagOff' },
+    ]);
+    expect(ld.env.on).toBe(false);
+    const out = json(r) as { percent: number; on: boolean; notes: string[]; warnings: string[]; overrides: unknown[] };
+    expect(out).toMatchObject({ percent: 0, on: false, warnings: [], overrides: [] });
+    expect(out.notes).toEqual([expect.stringMatching(/^turned targeting off in environment production: its off variation is "sync", so everyone gets Sync, including the contexts of its 2 individual targets \(3 contexts\) and 1 rule serving "bifrost"/)]);
+
+    const text = await cli(['status']);
+    expect(text.stdout).toMatch(/Rollout +0% on Bifrost.*targeting off: everyone gets the off variation/);
+    expect(text.stdout).not.toMatch(/Overrides/);
+    expect(json(await cli(['status', '--json']))).toMatchObject({ percent: 0, flag: { on: false, overrides: [], overrideWarning: null } });
+
+    // A second rollback leaves targeting off (no turnFlagOn), and `set` turns it on again — and warns.
+    await cli(['rollback']);
+    const again = JSON.parse(server.requests.filter((q) => q.method === 'PATCH').at(-1)!.body) as { instructions: { kind: string }[] };
+    expect(again.instructions.map((i) => i.kind)).toEqual(['updateFallthroughVariationOrRollout']);
+    expect(ld.env.on).toBe(false);
+    const set = await cli(['set', '5']);
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toMatch(/note: targeting was off in environment production \(everyone got the off variation, "sync"\); turned it on/);
+    expect(set.stdout).toMatch(/warning: the flag also has 2 individual targets \(3 contexts\) and 1 rule serving "bifrost"/);
+    expect(ld.env.on).toBe(true);
+  }, 240_000);
+
+  it('rollback leaves targeting on when the off variation is not "sync", and says which contexts stay on Bifrost', async () => {
+    ld.env.offVariation = 1; // off = everyone on Bifrost: turning it off would be no rollback
+    ld.env.fallthrough = { variation: 1 };
+    ld.env.rules = [{ _id: 'rule-9', variation: 1, clauses: [] }];
+    const r = await cli(['rollback']);
+    const body = JSON.parse(server.requests.filter((q) => q.method === 'PATCH').at(-1)!.body) as { instructions: { kind: string }[] };
+    expect(body.instructions.map((i) => i.kind)).toEqual(['updateFallthroughVariationOrRollout']);
+    expect(ld.env.on).toBe(true);
+    expect(r.stdout).toMatch(/! rollout set to 0%: everyone but the contexts of the flag's 1 rule serving "bifrost" is routed to Sync/);
+    expect(r.stdout).toMatch(/warning: the flag also has 1 rule serving "bifrost": .*0% is not everyone on Sync — targeting was left on because the flag's off variation is "bifrost", not "sync"/);
   }, 240_000);
 });

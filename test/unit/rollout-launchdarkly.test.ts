@@ -1,6 +1,6 @@
 /** Reading LaunchDarkly flags and building the semantic patch, and the 429 wait. */
 import { describe, expect, it } from 'vitest';
-import { fallthroughRolloutInstruction, rolloutOfLdFlag, variationIds } from '../../cli/rollout/flag-target-launchdarkly.ts';
+import { fallthroughRolloutInstruction, offVariationValue, rolloutOfLdFlag, variationIds } from '../../cli/rollout/flag-target-launchdarkly.ts';
 import { launchDarklyOptionsFromEnv, rateLimitWaitMs, type LdFlag } from '../../cli/rollout/launchdarkly-rest.ts';
 
 const flag = (env: NonNullable<LdFlag['environments']>[string]): LdFlag => ({
@@ -18,6 +18,13 @@ describe('LaunchDarkly flag reading', () => {
     expect(rolloutOfLdFlag(rolled, 'production')).toEqual({ percent: 12.5, bucketBy: 'team', version: 4, on: true });
     expect(rolloutOfLdFlag(flag({ on: false, offVariation: 0, fallthrough: { variation: 1 } }), 'production')).toMatchObject({ percent: 0, on: false });
     expect(rolloutOfLdFlag(flag({ on: true, fallthrough: { variation: 1 } }), 'production')).toMatchObject({ percent: 100, bucketBy: 'user' });
+  });
+
+  it('reads the off variation by value: a rollback turns targeting off only when it is "sync"', () => {
+    expect(offVariationValue(flag({ on: true, offVariation: 0 }), 'production')).toBe('sync');
+    expect(offVariationValue(flag({ on: true, offVariation: 1 }), 'production')).toBe('bifrost');
+    expect(offVariationValue(flag({ on: true }), 'production')).toBeUndefined();
+    expect(offVariationValue(flag({ on: true, offVariation: 0 }), 'staging')).toBeUndefined();
   });
 
   it('needs the "sync" and "bifrost" variations', () => {
