@@ -8,7 +8,8 @@
  * | `POST /api/drain` `{scope?, backend?, node?}` | bearer | closes connections at the rebalance rate so they reconnect to their (new) backend |
  * | `GET /metrics` | – | Prometheus text (`bifrost_shim_*`) |
  * | `GET /dashboard` … | – | the live dashboard (`proxy/dashboard/plugin.ts`) |
- * | `GET /healthz` | – | alive |
+ * | `GET /healthz` | – | alive (liveness: the process answers) |
+ * | `GET /readyz` | – | ready: 200 once the flag source has loaded flags; 503 while it has not (not yet, or failed: e.g. an invalid `LD_SDK_KEY`), with the reason |
  *
  * Write calls need `Authorization: Bearer <admin token>`. Every error has one
  * shape: `{"error": {"code": "...", "message": "..."}}` with the HTTP status.
@@ -18,6 +19,7 @@ import Fastify, { type FastifyError, type FastifyPluginAsync, type FastifyReques
 import type { Logger } from 'pino';
 import { FlagsFileError, writeRollout, type BucketBy } from './flags-file.ts';
 import type { FlagSource } from './flag-source.ts';
+import { flagSourceView } from './flag-source-view.ts';
 import type { ConnectionRegistry, DrainRequest, Rebalancer } from './connections.ts';
 import type { BifrostNodePool } from './bifrost-nodes.ts';
 import type { ShimMetrics } from './metrics.ts';
@@ -48,6 +50,17 @@ const errorSchema = {
   type: 'object',
   properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } },
   required: ['error'],
+} as const;
+
+/** Whether flags were ever loaded (`ready`), and why not (`initializing`: still trying; `failed`: the SDK gave up). */
+const flagSourceSchema = {
+  type: 'object',
+  properties: {
+    state: { type: 'string', enum: ['initializing', 'ready', 'failed'] },
+    ready: { type: 'boolean' },
+    error: { type: ['string', 'null'] },
+    since: { type: 'string' },
+  },
 } as const;
 
 const okFailedSchema = { type: 'object', properties: { ok: { type: 'number' }, failed: { type: 'number' } } } as const;
@@ -92,6 +105,7 @@ const rolloutSchema = {
     },
     drain: { type: 'object', properties: { policy: { type: 'string' }, rate: { type: 'number' }, queued: { type: 'number' }, closed: { type: 'number' } } },
     flagReloads: { type: 'object', properties: { ok: { type: 'number' }, errors: { type: 'number' }, lastError: { type: ['string', 'null'] } } },
+    flagSource: flagSourceSchema,
     recent: {
       type: 'object',
       properties: {
@@ -156,6 +170,7 @@ function rolloutPlugin(deps: AdminDeps): FastifyPluginAsync {
         },
         drain: { policy: deps.rebalancer.policy, rate: deps.rebalancer.rate, queued: deps.rebalancer.queued, closed: deps.rebalancer.closedCount },
         flagReloads: { ok: stats.reloads, errors: stats.reloadErrors, lastError: stats.lastReloadError ?? null },
+        flagSource: flagSourceView(deps.flags),
         recent: { windowSeconds: deps.decisions.recent.windowSeconds, decisions: deps.decisions.recentSnapshot(), upgrades: deps.upgrades.recentSnapshot() },
         syncUrl: deps.syncUrl,
       };
@@ -240,7 +255,26 @@ function opsPlugin(deps: AdminDeps): FastifyPluginAsync {
       reply.header('content-type', deps.metrics.registry.contentType);
       return deps.metrics.registry.metrics();
     });
+    // Liveness: the process answers. Never depends on the flags (a restart would not fix LaunchDarkly).
     app.get('/healthz', { schema: { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } } }, async () => ({ ok: true }));
+    // Readiness: the flags have loaded. Until then every user goes to Sync (the rollout is frozen at 0%),
+    // which must not look like a healthy replica.
+    app.get(
+      '/readyz',
+      { schema: { response: { 200: { type: 'object', properties: { ready: { type: 'boolean' }, flagSource: flagSourceSchema } }, 503: errorSchema } } },
+      async (_req, reply) => {
+        const view = flagSourceView(deps.flags);
+        if (view.ready) return { ready: true, flagSource: view };
+        const source = deps.flags.mode === 'launchdarkly' ? 'LaunchDarkly' : 'the flags file';
+        reply.code(503);
+        return {
+          error: {
+            code: 'unavailable',
+            message: `flags from ${source} not loaded (${view.state}${view.error ? `: ${view.error}` : ''}); every user is routed to Sync`,
+          },
+        };
+      },
+    );
   };
 }
 

@@ -15,7 +15,32 @@
  * are always drawn, so the load compared also counts the sockets this shim
  * sent to each node since its last poll (LOAD_PER_NEW_SOCKET, LOAD_TIE). The
  * remaining eligible nodes follow, least loaded first, as retry candidates.
+ *
+ * Long-polling sessions are placed differently (`byUser`): by rendezvous
+ * (highest random weight) hashing of the user over the eligible nodes. A
+ * polling session lives on the node that answered its handshake, and its later
+ * requests may reach a shim replica that never saw that handshake (another
+ * replica behind a non-sticky load balancer, or this one restarted). Every
+ * replica with the same `--bifrost` list and the same view of eligibility
+ * computes the same node for the same user, with no shared state, so such a
+ * request still finds its session (see docs/shim.md, "Polling sessions across
+ * replicas").
+ *
+ * ## Node discovery
+ * A configured URL is one node: `http://10.0.0.5:8080`. A URL with a `dns+`
+ * scheme is a *set* of nodes: `dns+http://bifrost-gateway-nodes.default.svc:8080`
+ * names a Kubernetes headless Service (or any DNS name with one A/AAAA record
+ * per gateway); it is resolved before every `/load` round and each address
+ * becomes a node (`http://<address>:8080`), so the shim polls and picks each
+ * gateway pod itself and follows scale-ups, scale-downs and replaced pods. A
+ * plain URL naming an ordinary (load-balanced) Service would be one "node"
+ * whose `/load` answer comes from a random pod each time. A failed lookup keeps
+ * the last known addresses. Discovered addresses are pod addresses: only for
+ * proxied mode (direct mode hands node URLs to clients).
  */
+import { createHash } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import net from 'node:net';
 import type { Logger } from 'pino';
 
 export interface BifrostNode {
@@ -55,8 +80,24 @@ export const LOAD_TIE = 0.05;
  */
 export const LOAD_PER_NEW_SOCKET = 0.001;
 
+/** The URL scheme prefix that makes a configured URL a DNS name to discover nodes from. */
+export const DNS_DISCOVERY_PREFIX = 'dns+';
+
+/** True for a `dns+http(s)://name:port` URL (a set of nodes, see "Node discovery"). */
+export function isDiscoveryUrl(url: string): boolean {
+  return url.startsWith(DNS_DISCOVERY_PREFIX);
+}
+
+/** Every address of a host name (A and AAAA), as the system resolver answers (`dns.lookup`, like fetch does). */
+export async function lookupAll(host: string): Promise<string[]> {
+  return (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+}
+
 export interface NodePoolOptions {
+  /** Node URLs, and `dns+http(s)://name:port` names to discover nodes from. */
   urls: string[];
+  /** How `dns+` names are resolved to addresses (default: the system resolver, every address). */
+  resolveHost?: (host: string) => Promise<string[]>;
   log: Logger;
   /** Default 1000 ms. */
   pollIntervalMs?: number;
@@ -74,6 +115,24 @@ export function isEligible(node: BifrostNode, maxLoadFactor: number, now: number
   if (node.reachable === false || node.draining) return false;
   if (node.loadFactor !== undefined && node.loadFactor > maxLoadFactor) return false;
   return now >= node.failedUntil;
+}
+
+/** The rendezvous weight of a node for a key: the first 48 bits of SHA-256(key, node URL). */
+function rendezvousWeight(key: string, url: string): number {
+  return createHash('sha256').update(key).update('\0').update(url).digest().readUIntBE(0, 6);
+}
+
+/**
+ * Orders nodes by rendezvous (highest random weight) hashing of `key`: every
+ * caller with the same nodes gets the same order, and removing a node only
+ * moves the keys that were on it. Node identity is its configured URL (known
+ * before any poll, the same on every shim replica).
+ */
+export function orderByRendezvous<T extends Pick<BifrostNode, 'url'>>(nodes: T[], key: string): T[] {
+  return nodes
+    .map((n) => ({ n, w: rendezvousWeight(key, n.url) }))
+    .sort((a, b) => b.w - a.w || (a.n.url < b.n.url ? -1 : a.n.url > b.n.url ? 1 : 0))
+    .map((x) => x.n);
 }
 
 /**
@@ -104,6 +163,18 @@ export function orderByTwoRandomChoices<T extends Pick<BifrostNode, 'loadFactor'
   return [first, ...rest];
 }
 
+function newNode(url: string): BifrostNode {
+  const target = new URL(url);
+  return { url: url.replace(/\/+$/, ''), target, id: target.host, loadFactor: undefined, draining: false, reachable: undefined, lastPolledAt: 0, failedUntil: 0, assignedSincePoll: 0 };
+}
+
+/** The node URL of one discovered address: the `dns+` URL with the address as its host. */
+function nodeUrlFor(base: URL, address: string): string {
+  const u = new URL(base.href);
+  u.hostname = net.isIPv6(address) ? `[${address}]` : address;
+  return u.href.replace(/\/+$/, '');
+}
+
 export class BifrostNodePool {
   readonly nodes: BifrostNode[];
   private timer: NodeJS.Timeout | undefined;
@@ -114,19 +185,23 @@ export class BifrostNodePool {
   /** The nodes last reported as unable to share topics (see checkBrokers), so the error is logged once per change. */
   private isolatedKey = '';
 
+  /** `dns+` names, each with the node URLs it resolved to last. */
+  private readonly discovered = new Map<string, { base: URL; urls: Set<string>; failing: boolean }>();
+
   constructor(private readonly opts: NodePoolOptions) {
     this.maxLoadFactor = opts.maxLoadFactor ?? 1;
     this.random = opts.random ?? Math.random;
-    this.nodes = opts.urls.map((url) => {
-      const target = new URL(url);
-      return { url: url.replace(/\/+$/, ''), target, id: target.host, loadFactor: undefined, draining: false, reachable: undefined, lastPolledAt: 0, failedUntil: 0, assignedSincePoll: 0 };
-    });
+    this.nodes = [];
+    for (const url of opts.urls) {
+      if (isDiscoveryUrl(url)) this.discovered.set(url, { base: new URL(url.slice(DNS_DISCOVERY_PREFIX.length)), urls: new Set(), failing: false });
+      else this.nodes.push(newNode(url));
+    }
   }
 
   /** Polls every node once (bounded by the poll timeout), then keeps polling in the background. */
   async start(): Promise<void> {
     await this.pollAll();
-    if (this.closed || this.nodes.length === 0) return;
+    if (this.closed || (this.nodes.length === 0 && this.discovered.size === 0)) return;
     this.timer = setInterval(() => void this.pollAll(), this.opts.pollIntervalMs ?? 1000);
     this.timer.unref();
   }
@@ -136,6 +211,20 @@ export class BifrostNodePool {
     const eligible = this.nodes.filter((n) => isEligible(n, this.maxLoadFactor, now));
     const ordered = orderByTwoRandomChoices(eligible, this.random);
     if (ordered[0]) ordered[0].assignedSincePoll += 1;
+    return ordered;
+  }
+
+  /**
+   * Eligible nodes for a user's long-polling session, in the rendezvous order
+   * of the user (the same on every shim replica); empty when none is eligible.
+   * `placing` (a handshake) counts the socket against the first node's load.
+   */
+  byUser(userId: string, placing: boolean, now: number = Date.now()): BifrostNode[] {
+    const ordered = orderByRendezvous(
+      this.nodes.filter((n) => isEligible(n, this.maxLoadFactor, now)),
+      userId,
+    );
+    if (placing && ordered[0]) ordered[0].assignedSincePoll += 1;
     return ordered;
   }
 
@@ -149,8 +238,43 @@ export class BifrostNodePool {
   }
 
   private async pollAll(): Promise<void> {
+    await this.discover();
     await Promise.all(this.nodes.map((n) => this.poll(n)));
     this.checkBrokers();
+  }
+
+  /** Resolves every `dns+` name: new addresses become nodes, vanished ones are dropped. A failed lookup keeps the last set. */
+  private async discover(): Promise<void> {
+    const resolve = this.opts.resolveHost ?? lookupAll;
+    await Promise.all(
+      [...this.discovered].map(async ([name, d]) => {
+        let addresses: string[];
+        try {
+          addresses = await resolve(d.base.hostname.replace(/^\[(.*)\]$/, '$1'));
+        } catch (err) {
+          if (!d.failing) this.opts.log.warn({ name, err: (err as Error).message, kept: d.urls.size }, 'Bifrost node discovery: lookup failed; keeping the last known nodes');
+          d.failing = true;
+          return;
+        }
+        if (d.failing) this.opts.log.info({ name }, 'Bifrost node discovery: lookup works again');
+        d.failing = false;
+        const urls = new Set(addresses.map((a) => nodeUrlFor(d.base, a)));
+        if (urls.size === 0) {
+          // An empty answer (every pod unready) is kept as it is: no node then, and the fallback applies.
+          if (d.urls.size > 0) this.opts.log.warn({ name }, 'Bifrost node discovery: the name has no address; no node from it');
+        }
+        const added = [...urls].filter((u) => !d.urls.has(u));
+        const removed = [...d.urls].filter((u) => !urls.has(u));
+        if (added.length === 0 && removed.length === 0) return;
+        for (const u of removed) {
+          const i = this.nodes.findIndex((n) => n.url === u);
+          if (i >= 0) this.nodes.splice(i, 1);
+        }
+        for (const u of added) if (!this.nodes.some((n) => n.url === u)) this.nodes.push(newNode(u));
+        d.urls = urls;
+        this.opts.log.info({ name, added, removed, nodes: urls.size }, 'Bifrost nodes discovered');
+      }),
+    );
   }
 
   /**

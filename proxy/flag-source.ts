@@ -27,6 +27,20 @@
  * ## Live mode
  * `init(LD_SDK_KEY)` with the SDK's default streaming data source.
  *
+ * ## Status (is the flag really in force?)
+ * `status()` says whether the SDK ever loaded flags: `initializing` (not yet:
+ * still trying, e.g. LaunchDarkly unreachable — the SDK retries on its own),
+ * `ready`, or `failed` (the SDK gave up for good: an unrecoverable answer such
+ * as 401 for an invalid `LD_SDK_KEY`; it makes no further request, only a
+ * restart with a working key recovers; a failure after flags were loaded, e.g.
+ * a revoked key, leaves `ready` — the SDK keeps the last flags — with the
+ * reason in `error`, since no change arrives any more). The SDK reports a failure by rejecting
+ * `waitForInitialization()` and emitting `failed`; success by `ready` (and
+ * `initialized()`). While not ready every decision is "sync", so a shim with a
+ * bad key would otherwise look healthy while the rollout is frozen at 0%: the
+ * state, with the reason, is logged once as an error, shown by
+ * `GET /api/rollout` and `/readyz`, and counted (see proxy/shim.ts).
+ *
  * ## Evaluation
  * `decide(userId, teamId)` evaluates `bifrost-sync-migration` for the
  * multi-context `{kind: 'multi', user: {key}, team: {key}}`. Not ready, any SDK
@@ -50,7 +64,20 @@ export interface RouteDecision {
   detail?: string;
 }
 
+/** Whether the SDK has loaded flags: see "Status" above. */
+export type FlagSourceState = 'initializing' | 'ready' | 'failed';
+
+export interface FlagSourceStatus {
+  state: FlagSourceState;
+  /** Why it is not ready (the SDK's error, or its last complaint while still trying). */
+  error?: string;
+  /** ms epoch of the last state change. */
+  since: number;
+}
+
 export interface FlagSourceEvents {
+  /** The state changed (`initializing` → `ready` | `failed`), or `start` gave up waiting (state still `initializing`, with `error`). */
+  onStatus?: (status: FlagSourceStatus, why: 'ready' | 'failed' | 'start_timeout') => void;
   /** A flags file change was applied (local mode). */
   onReload?: (rollout: RolloutState | undefined) => void;
   /** A flags file change was refused (garbage); the last good flags stay. */
@@ -67,17 +94,28 @@ export interface FlagSource {
   onChange(listener: () => void): () => void;
   /** The rollout as the flags file last applied it (local mode), else undefined. */
   rollout(): RolloutState | undefined;
+  /** Whether flags were ever loaded, and why not. */
+  status(): FlagSourceStatus;
   /** Counters for /api/rollout and tests. */
   stats(): { reloads: number; reloadErrors: number; lastReloadError?: string };
   close(): Promise<void>;
 }
 
-/** Adapts pino to the SDK's logger interface (the SDK's info chatter goes to debug). */
-export function ldLoggerFrom(log: Logger): LDLogger {
+/**
+ * Adapts pino to the SDK's logger interface (the SDK's info chatter goes to debug).
+ * `onProblem` receives every warning and error line (the SDK says why it cannot connect only there).
+ */
+export function ldLoggerFrom(log: Logger, onProblem?: (message: string) => void): LDLogger {
   const child = log.child({ component: 'launchdarkly' });
+  const problem = (level: 'error' | 'warn', args: unknown[]): void => {
+    const message = args.map(String).join(' ');
+    child[level](message);
+    // Not reasons: the SDK's own complaints about being asked before it is ready, and its timeout line.
+    if (!/^Variation called before|waitForInitialization/.test(message)) onProblem?.(message);
+  };
   return {
-    error: (...args: unknown[]) => child.error(args.map(String).join(' ')),
-    warn: (...args: unknown[]) => child.warn(args.map(String).join(' ')),
+    error: (...args: unknown[]) => problem('error', args),
+    warn: (...args: unknown[]) => problem('warn', args),
     info: (...args: unknown[]) => child.debug(args.map(String).join(' ')),
     debug: (...args: unknown[]) => child.debug(args.map(String).join(' ')),
   };
@@ -94,13 +132,77 @@ abstract class SdkFlagSource implements FlagSource {
   abstract readonly mode: 'file' | 'launchdarkly';
   protected client: LDClient | undefined;
   private readonly listeners = new Set<() => void>();
+  private loadState: FlagSourceStatus = { state: 'initializing', since: Date.now() };
+  /** The SDK's last warning or error line (why it cannot connect, while it retries). */
+  protected lastSdkProblem: string | undefined;
 
-  constructor(protected readonly log: Logger) {}
+  constructor(
+    protected readonly log: Logger,
+    private readonly statusEvents: FlagSourceEvents | undefined,
+  ) {}
 
   abstract start(timeoutMs?: number): Promise<void>;
 
+  /** What the shim is told about its flags, in one place: the state, one log line, the event. */
+  protected setStatus(state: FlagSourceState, error?: string): void {
+    if (this.loadState.state === state) return;
+    // `failed` is final for this client (the SDK stops trying); a late `ready` cannot follow it.
+    if (this.loadState.state === 'failed') return;
+    if (state === 'failed' && this.loadState.state === 'ready') {
+      // Flags were loaded, then the SDK gave up (e.g. the key was revoked: 401 on reconnect). The SDK
+      // keeps evaluating the last flags it had, so decisions still follow the flag — but no change
+      // reaches this shim any more. Still ready, with the reason; said once, loudly, and counted.
+      if (this.loadState.error) return;
+      this.loadState = { ...this.loadState, error: `flag updates stopped: ${error}` };
+      this.log.error(
+        { flags: this.mode, reason: error },
+        `flag updates stopped (${this.mode === 'launchdarkly' ? 'LaunchDarkly' : 'flags file'}): ${error}; the last flags stay in force and no change reaches this shim until it is restarted with a working configuration`,
+      );
+      this.statusEvents?.onStatus?.(this.status(), 'failed');
+      return;
+    }
+    this.loadState = { state, error, since: Date.now() };
+    if (state === 'ready') {
+      this.log.info({ flags: this.mode }, 'flags loaded: users are routed by the flag');
+    } else if (state === 'failed') {
+      this.log.error(
+        { flags: this.mode, reason: error },
+        `flags failed to load (${this.mode === 'launchdarkly' ? 'LaunchDarkly' : 'flags file'}): ${error}; the SDK has given up, every user goes to Sync until the shim is restarted with a working configuration (LD_SDK_KEY)`,
+      );
+    }
+    this.statusEvents?.onStatus?.(this.status(), state === 'ready' ? 'ready' : 'failed');
+  }
+
+  /** `start` waited `timeoutMs` in vain: still `initializing` (the SDK keeps trying), now with the reason. */
+  protected startTimedOut(timeoutMs: number, err: unknown): void {
+    if (this.loadState.state !== 'initializing') return;
+    const sdkSays = this.lastSdkProblem ? `; LaunchDarkly SDK: ${this.lastSdkProblem}` : '';
+    const error = `not loaded within ${timeoutMs} ms (${(err as Error)?.message ?? String(err)})${sdkSays}`;
+    this.loadState = { ...this.loadState, error };
+    this.log.error({ flags: this.mode, reason: error }, `flags not loaded yet: ${error}; every user goes to Sync until they load (the SDK keeps retrying)`);
+    this.statusEvents?.onStatus?.(this.status(), 'start_timeout');
+  }
+
+  /** Waits for the SDK's first load; a rejection is a failure (e.g. 401), a timeout leaves it initializing. */
+  protected async waitForFlags(client: LDClient, timeoutMs: number): Promise<void> {
+    try {
+      await client.waitForInitialization({ timeout: timeoutMs / 1000 });
+      this.setStatus('ready');
+    } catch (err) {
+      if (client.initialized()) this.setStatus('ready');
+      else if ((err as Error)?.name === 'LaunchDarklyTimeoutError') this.startTimedOut(timeoutMs, err);
+      else this.setStatus('failed', (err as Error)?.message ?? String(err));
+    }
+  }
+
+  status(): FlagSourceStatus {
+    return { ...this.loadState };
+  }
+
   protected attach(client: LDClient): void {
     this.client = client;
+    client.on('ready', () => this.setStatus('ready'));
+    client.on('failed', (err: unknown) => this.setStatus('failed', (err as Error)?.message ?? String(err)));
     client.on(`update:${FLAG_KEY}`, () => {
       for (const l of this.listeners) {
         try {
@@ -110,7 +212,10 @@ abstract class SdkFlagSource implements FlagSource {
         }
       }
     });
-    client.on('error', (err: unknown) => this.log.error({ err }, 'LaunchDarkly client error'));
+    client.on('error', (err: unknown) => {
+      this.lastSdkProblem = (err as Error)?.message ?? String(err);
+      this.log.warn({ err: this.lastSdkProblem }, 'LaunchDarkly client error');
+    });
   }
 
   async decide(userId: string, teamId: string): Promise<RouteDecision> {
@@ -177,7 +282,7 @@ export class FileFlagSource extends SdkFlagSource {
   private counters = { reloads: 0, reloadErrors: 0, lastReloadError: undefined as string | undefined };
 
   constructor(private readonly opts: FileFlagSourceOptions) {
-    super(opts.log);
+    super(opts.log, opts.events);
   }
 
   async start(timeoutMs = 5000): Promise<void> {
@@ -188,14 +293,10 @@ export class FileFlagSource extends SdkFlagSource {
       updateProcessor: this.td.getFactory(),
       sendEvents: false,
       diagnosticOptOut: true,
-      logger: ldLoggerFrom(this.log),
+      logger: ldLoggerFrom(this.log, (m) => (this.lastSdkProblem = m)),
     });
     this.attach(client);
-    try {
-      await client.waitForInitialization({ timeout: timeoutMs / 1000 });
-    } catch (err) {
-      this.log.error({ err }, 'LaunchDarkly client (flags file) not initialised; decisions are "sync" until it is');
-    }
+    await this.waitForFlags(client, timeoutMs);
     const dir = dirname(this.opts.file);
     const name = basename(this.opts.file);
     try {
@@ -356,6 +457,7 @@ export interface LiveFlagSourceOptions {
   log: Logger;
   /** Extra SDK options (endpoints, for a relay proxy or tests). */
   sdkOptions?: Record<string, unknown>;
+  events?: FlagSourceEvents;
 }
 
 /** Live mode: LaunchDarkly itself, through the SDK's streaming connection. */
@@ -363,16 +465,12 @@ export class LiveFlagSource extends SdkFlagSource {
   readonly mode = 'launchdarkly' as const;
 
   constructor(private readonly opts: LiveFlagSourceOptions) {
-    super(opts.log);
+    super(opts.log, opts.events);
   }
 
   async start(timeoutMs = 5000): Promise<void> {
-    const client = init(this.opts.sdkKey, { logger: ldLoggerFrom(this.log), ...(this.opts.sdkOptions ?? {}) });
+    const client = init(this.opts.sdkKey, { logger: ldLoggerFrom(this.log, (m) => (this.lastSdkProblem = m)), ...(this.opts.sdkOptions ?? {}) });
     this.attach(client);
-    try {
-      await client.waitForInitialization({ timeout: timeoutMs / 1000 });
-    } catch (err) {
-      this.log.error({ err }, 'LaunchDarkly not reachable yet; decisions are "sync" until it is');
-    }
+    await this.waitForFlags(client, timeoutMs);
   }
 }

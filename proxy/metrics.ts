@@ -72,6 +72,30 @@ export class ShimMetrics {
     registers: [this.registry],
   });
 
+  /** 1 once the flag source loaded flags, 0 while it has not (every decision is "sync" then). */
+  readonly flagSourceReady = new Gauge({
+    name: 'bifrost_shim_flag_source_ready',
+    help: 'Whether the flag source (flags file or LaunchDarkly) has loaded flags: 1 yes, 0 no (every user goes to Sync)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  /** The flag source could not load flags: `failed` (the SDK gave up, e.g. 401 invalid key) or `start_timeout` (not loaded at start, still trying). */
+  readonly flagSourceFailures = new Counter({
+    name: 'bifrost_shim_flag_source_failures_total',
+    help: 'Flag source load failures: reason failed (the SDK gave up for good, e.g. an invalid LD_SDK_KEY) or start_timeout (not loaded when the shim started; still retrying)',
+    labelNames: ['source', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  /** Polling requests with a sid this replica did not know (handshake through another replica, or before a restart), accepted by their backend and pinned here. */
+  readonly pollingAdopted = new Counter({
+    name: 'bifrost_shim_polling_sessions_adopted_total',
+    help: 'Long-polling sessions this shim replica did not start (another replica, or before a restart) whose request its backend accepted, now pinned here',
+    labelNames: ['backend'] as const,
+    registers: [this.registry],
+  });
+
   readonly godserverRequests = new Counter({
     name: 'bifrost_shim_godserver_requests_total',
     help: 'Godserver init calls through the shim, by upstream status and whether the body was rewritten',

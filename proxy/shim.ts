@@ -17,8 +17,8 @@ import { createHmac } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { DEV_TOKEN_SECRET } from '../gateway/token.ts';
 import { flagsFilePathFromEnv } from './flags-file.ts';
-import { FileFlagSource, LiveFlagSource, type FlagSource } from './flag-source.ts';
-import { BifrostNodePool } from './bifrost-nodes.ts';
+import { FileFlagSource, LiveFlagSource, type FlagSource, type FlagSourceEvents } from './flag-source.ts';
+import { BifrostNodePool, DNS_DISCOVERY_PREFIX, isDiscoveryUrl } from './bifrost-nodes.ts';
 import { ConnectionRegistry, Rebalancer, type DrainPolicy } from './connections.ts';
 import { ShimMetrics } from './metrics.ts';
 import { DecisionStats } from './decision-stats.ts';
@@ -44,8 +44,14 @@ export interface ShimOptions {
   godserverUrl: string;
   /** The legacy Sync (Sails) app: sockets decided "sync" and every other path go here. */
   syncUrl: string;
-  /** Public base URLs of the Bifrost gateway nodes (their `/socket.io/` and `/load`). */
+  /**
+   * Public base URLs of the Bifrost gateway nodes (their `/socket.io/` and `/load`), one per node;
+   * or `dns+http(s)://name:port` for every address of a DNS name (a Kubernetes headless Service),
+   * re-resolved before every `/load` round (proxied mode only; see proxy/bifrost-nodes.ts).
+   */
   bifrostUrls: string[];
+  /** How `dns+` Bifrost names are resolved to addresses (default: the system resolver, every A/AAAA record). */
+  resolveHost?: (host: string) => Promise<string[]>;
   /** `proxied` (default): sockets come back through the shim. `direct`: clients are sent to the backend itself. */
   mode?: 'proxied' | 'direct';
   /**
@@ -59,6 +65,8 @@ export interface ShimOptions {
   ldSdkKey?: string;
   /** Extra LaunchDarkly SDK options in live mode, e.g. `{streamUri, baseUri, eventsUri}` of a Relay Proxy. */
   ldSdkOptions?: Record<string, unknown>;
+  /** How long `startShim` waits for the flags to load before it listens anyway (all users on Sync until they load), ms (default 5000). */
+  flagsStartTimeoutMs?: number;
   /** Access-token secret (`BIFROST_TOKEN_SECRET`); the route secret is derived from it unless given. */
   tokenSecret?: string;
   /** HMAC secret of `bf_route` tokens; default derived from the token secret (stable across restarts and replicas). */
@@ -109,7 +117,8 @@ export interface ShimHandle {
   close(): Promise<void>;
 }
 
-export type ResolvedShimOptions = Required<Omit<ShimOptions, 'publicUrl' | 'ldSdkKey' | 'ldSdkOptions' | 'log'>> & {
+export type ResolvedShimOptions = Required<Omit<ShimOptions, 'publicUrl' | 'ldSdkKey' | 'ldSdkOptions' | 'log' | 'resolveHost'>> & {
+  resolveHost?: (host: string) => Promise<string[]>;
   publicUrl?: string;
   ldSdkKey?: string;
   ldSdkOptions?: Record<string, unknown>;
@@ -125,6 +134,14 @@ function checkUrl(name: string, value: string): string {
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`${name} must be an http(s) URL, got ${JSON.stringify(value)}`);
   return value.replace(/\/+$/, '');
+}
+
+/** A Bifrost node URL, or a `dns+http(s)://` name to discover nodes from (checked as the URL after the prefix). */
+function checkNodeUrl(name: string, value: string): string {
+  if (!isDiscoveryUrl(value)) return checkUrl(name, value);
+  const inner = checkUrl(name, value.slice(DNS_DISCOVERY_PREFIX.length));
+  if (!new URL(inner).port) throw new Error(`${name} ${JSON.stringify(value)} needs an explicit port (the gateways' public port, e.g. :8080)`);
+  return DNS_DISCOVERY_PREFIX + inner;
 }
 
 function checkPort(name: string, value: number): number {
@@ -153,6 +170,14 @@ export function resolveShimOptions(opts: ShimOptions): ResolvedShimOptions {
     adminToken = DEV_ADMIN_TOKEN;
     log.warn(`!!! BIFROST_ADMIN_TOKEN is not set: the admin API accepts the development token "${DEV_ADMIN_TOKEN}". Never run this in production. !!!`);
   }
+  if (mode === 'direct') {
+    const discovered = (opts.bifrostUrls ?? []).find(isDiscoveryUrl);
+    if (discovered) {
+      throw new Error(
+        `bifrostUrls ${JSON.stringify(discovered)}: dns+ discovery finds pod addresses, which direct mode would hand to clients; list the gateways' public URLs in direct mode`,
+      );
+    }
+  }
   const routeSecret = opts.routeSecret ?? createHmac('sha256', tokenSecret).update('bifrost-route-token/v1').digest('hex');
   return {
     port: checkPort('port', opts.port),
@@ -161,7 +186,8 @@ export function resolveShimOptions(opts: ShimOptions): ResolvedShimOptions {
     adminHost: opts.adminHost ?? '127.0.0.1',
     godserverUrl: checkUrl('godserverUrl', opts.godserverUrl),
     syncUrl: checkUrl('syncUrl', opts.syncUrl),
-    bifrostUrls: (opts.bifrostUrls ?? []).map((u, i) => checkUrl(`bifrostUrls[${i}]`, u)),
+    bifrostUrls: (opts.bifrostUrls ?? []).map((u, i) => checkNodeUrl(`bifrostUrls[${i}]`, u)),
+    resolveHost: opts.resolveHost,
     mode,
     publicUrl: opts.publicUrl ? checkUrl('publicUrl', opts.publicUrl) : undefined,
     flagsFile: opts.flagsFile ?? flagsFilePathFromEnv(),
@@ -182,6 +208,7 @@ export function resolveShimOptions(opts: ShimOptions): ResolvedShimOptions {
     loadPollIntervalMs: opts.loadPollIntervalMs ?? 1000,
     maxLoadFactor: opts.maxLoadFactor ?? 1,
     flagsPollIntervalMs: opts.flagsPollIntervalMs ?? 500,
+    flagsStartTimeoutMs: opts.flagsStartTimeoutMs ?? 5000,
     pollingIdleMs: opts.pollingIdleMs ?? 60_000,
   };
 }
@@ -239,8 +266,14 @@ export async function startShim(options: ShimOptions): Promise<ShimHandle> {
 
   let fileSource: FileFlagSource | undefined;
   let flags: FlagSource;
+  const sourceLabel = o.ldSdkKey ? 'launchdarkly' : 'file';
+  metrics.flagSourceReady.set({ source: sourceLabel }, 0);
+  const onStatus: FlagSourceEvents['onStatus'] = (status, why) => {
+    metrics.flagSourceReady.set({ source: sourceLabel }, status.state === 'ready' ? 1 : 0);
+    if (why !== 'ready') metrics.flagSourceFailures.inc({ source: sourceLabel, reason: why });
+  };
   if (o.ldSdkKey) {
-    flags = new LiveFlagSource({ sdkKey: o.ldSdkKey, log, sdkOptions: o.ldSdkOptions });
+    flags = new LiveFlagSource({ sdkKey: o.ldSdkKey, log, sdkOptions: o.ldSdkOptions, events: { onStatus } });
   } else {
     fileSource = new FileFlagSource({
       file: o.flagsFile,
@@ -249,11 +282,12 @@ export async function startShim(options: ShimOptions): Promise<ShimHandle> {
       events: {
         onReload: () => metrics.flagReloads.inc({ outcome: 'ok' }),
         onReloadError: () => metrics.flagReloads.inc({ outcome: 'error' }),
+        onStatus,
       },
     });
     flags = fileSource;
   }
-  const pool = new BifrostNodePool({ urls: o.bifrostUrls, log, pollIntervalMs: o.loadPollIntervalMs, maxLoadFactor: o.maxLoadFactor });
+  const pool = new BifrostNodePool({ urls: o.bifrostUrls, log, pollIntervalMs: o.loadPollIntervalMs, maxLoadFactor: o.maxLoadFactor, resolveHost: o.resolveHost });
   const rebalancer = new Rebalancer({ registry, flags, metrics, log, rate: o.rebalanceRate, drain: o.drain });
 
   const server = http.createServer();
@@ -324,7 +358,7 @@ export async function startShim(options: ShimOptions): Promise<ShimHandle> {
 
   let admin: Awaited<ReturnType<typeof buildAdminApp>> | undefined;
   try {
-    await flags.start();
+    await flags.start(o.flagsStartTimeoutMs);
     await pool.start();
     rebalancer.start();
     await listen(server, o.port, o.host);

@@ -8,9 +8,15 @@
  *   node itself (so a node that refuses it can be skipped and the next one
  *   tried before anything is written to the client), then hands that socket to
  *   http-proxy-3 through a one-shot agent.
- * - Long-polling: the handshake (no `sid`) is routed like an upgrade, and the
- *   `sid` in the backend's answer pins the session to that backend; every later
- *   request of that session (and its upgrade to WebSocket) goes there too.
+ * - Long-polling: the handshake (no `sid`) is routed like an upgrade, except
+ *   that a Bifrost node is chosen by rendezvous hashing of the user
+ *   (`pool.byUser`) rather than by load, and the `sid` in the backend's answer
+ *   pins the session to that backend; every later request of that session (and
+ *   its upgrade to WebSocket) goes there too. A request with a `sid` this
+ *   replica does not know (its handshake went through another replica, or
+ *   this one restarted) is routed by the user of its route token the same
+ *   deterministic way — so it reaches the node holding the session on every
+ *   replica — and adopted (pinned here) once the backend accepts it.
  * - Forwarded to Sync, the query loses `bf_route` and regains the
  *   `__sails_io_sdk_*` parameters if missing: sails.io.js 1.2.1 on
  *   socket.io-client 2 lets the URL's query (our `?bf_route=`) replace its own
@@ -219,6 +225,8 @@ export class SocketRouter {
   /** Sids whose session was moved by a rebalance: answered "Session ID unknown" so the client reconnects. */
   private readonly evicted = new Map<string, number>();
   private readonly handshakes = new WeakMap<http.IncomingMessage, { dest: Destination; claims?: RouteClaims }>();
+  /** Requests of sessions this replica did not know, pinned here if their backend accepts them (see `adopt`). */
+  private readonly adopting = new WeakMap<http.IncomingMessage, { sid: string; dest: Destination; claims?: RouteClaims }>();
   private readonly backendSockets = new Set<net.Socket>();
   /** Per upgrade request: what to do with http-proxy-3's outgoing request once it exists. */
   private readonly pendingUpgrades = new WeakMap<http.IncomingMessage, (proxyReq: http.ClientRequest) => void>();
@@ -240,7 +248,10 @@ export class SocketRouter {
         (res as Duplex).destroy();
       }
     });
-    this.proxy.on('proxyRes', (proxyRes, req) => this.captureSid(proxyRes, req));
+    this.proxy.on('proxyRes', (proxyRes, req) => {
+      this.captureSid(proxyRes, req);
+      this.adopt(proxyRes, req);
+    });
     this.proxy.on('proxyReqWs', (proxyReq, req) => {
       const onProxyReq = this.pendingUpgrades.get(req);
       if (!onProxyReq) return;
@@ -373,7 +384,7 @@ export class SocketRouter {
     if (closed) return;
     let candidates: Destination[];
     if (decision.route === 'bifrost') {
-      candidates = this.deps.pool.candidates().map((node) => ({ backend: 'bifrost' as const, node, target: node.target }));
+      candidates = this.pollingNodes(claims, !sid).map((node) => ({ backend: 'bifrost' as const, node, target: node.target }));
       if (candidates.length === 0) {
         this.deps.metrics.fallbacks.inc({ reason: 'no_eligible_node', action: this.deps.opts.fallback });
         this.warnNoNode();
@@ -395,6 +406,7 @@ export class SocketRouter {
       const dest = candidates[i]!;
       req.url = this.rewriteUrl(originalUrl, dest.backend);
       if (!sid) this.handshakes.set(req, { dest, claims });
+      else this.adopting.set(req, { sid, dest, claims });
       this.proxy.web(req, res, { target: dest.target }, (err) => {
         const code = (err as NodeJS.ErrnoException).code;
         const refused = code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT';
@@ -410,6 +422,28 @@ export class SocketRouter {
       });
     };
     attempt(0);
+  }
+
+  /**
+   * Bifrost nodes for a long-polling request, best first: by rendezvous hashing
+   * of the user, so every shim replica sends a user's polling session — its
+   * handshake (`placing`) and any later request with a sid the replica does not
+   * know — to the same node. Without a user (cannot happen for a "bifrost"
+   * decision, which needs a route token) it falls back to the load-based choice.
+   */
+  private pollingNodes(claims: RouteClaims | undefined, placing: boolean): BifrostNode[] {
+    if (!claims) return this.deps.pool.candidates();
+    return this.deps.pool.byUser(claims.userId, placing);
+  }
+
+  /** A request of a session this replica did not know was accepted by its backend: pin the session here too. */
+  private adopt(proxyRes: http.IncomingMessage, req: http.IncomingMessage): void {
+    const a = this.adopting.get(req);
+    if (!a) return;
+    this.adopting.delete(req);
+    if (proxyRes.statusCode !== 200 || this.sessions.has(a.sid)) return;
+    this.deps.metrics.pollingAdopted.inc({ backend: a.dest.backend });
+    this.pin(a.sid, a.dest, a.claims);
   }
 
   /** Reads the sid out of a polling handshake answer and pins the session. */
@@ -519,7 +553,10 @@ export class SocketRouter {
       const d = await this.decide(url.searchParams);
       claims = d.claims;
       if (d.decision.route === 'bifrost') {
-        candidates = pool.candidates().map((node) => ({ backend: 'bifrost' as const, node, target: node.target }));
+        // With a sid this replica does not know, the session lives where the user's polling sessions go
+        // (see pollingNodes); a plain WebSocket (no sid) is placed by load.
+        const nodes = sid ? this.pollingNodes(claims, false) : pool.candidates();
+        candidates = nodes.map((node) => ({ backend: 'bifrost' as const, node, target: node.target }));
         if (candidates.length === 0) {
           metrics.fallbacks.inc({ reason: 'no_eligible_node', action: opts.fallback });
           this.warnNoNode();

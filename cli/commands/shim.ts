@@ -71,6 +71,7 @@ export function shimOptionsFromCli(o: ShimCliOptions): ShimOptions {
       .replace(/^godserverUrl /, '--godserver ')
       .replace(/^syncUrl /, '--sync ')
       .replace(/^bifrostUrls\[\d+\] /, '--bifrost ')
+      .replace(/^bifrostUrls /, '--bifrost ')
       .replace(/^publicUrl /, '--public-url ');
     throw new CliError(message);
   }
@@ -85,7 +86,10 @@ export function register(program: Command): void {
     .description('Run the compatibility shim alone: Godserver intercept, per-user routing to Sync or Bifrost by flag, socket proxying, admin API')
     .requiredOption('--godserver <url>', 'the Godserver (GET /godserver/init is forwarded there)')
     .requiredOption('--sync <url>', 'the legacy Sync (Sails) app')
-    .requiredOption('--bifrost <urls>', 'Bifrost gateway node URLs, comma separated')
+    .requiredOption(
+      '--bifrost <urls>',
+      'Bifrost gateway node URLs, comma separated, one per node; or dns+http://NAME:PORT for every address of a DNS name (a Kubernetes headless Service), re-resolved every second (proxied mode)',
+    )
     .option('--port <port>', `public port (env BIFROST_SHIM_PORT, default ${DEFAULT_SHIM_PORT})`)
     .option('--admin-port <port>', `admin port (env BIFROST_ADMIN_PORT, default ${DEFAULT_ADMIN_PORT})`)
     .option('--host <addr>', 'public bind address (default 0.0.0.0)')
@@ -106,6 +110,7 @@ export function register(program: Command): void {
         '  $ BIFROST_ADMIN_TOKEN=s3cret bifrost shim --godserver http://127.0.0.1:1337 --sync http://127.0.0.1:1337 \\',
         '      --bifrost http://10.0.0.5:8080,http://10.0.0.6:8080 --port 3000 --admin-port 9090 \\',
         '      --public-url https://sync.example.com',
+        '  $ bifrost shim ... --bifrost dns+http://bifrost-gateway-nodes.default.svc.cluster.local:8080   # every gateway pod',
         '  $ curl -s http://127.0.0.1:9090/api/rollout',
         '  $ curl -X PUT -H "Authorization: Bearer s3cret" -H "content-type: application/json" \\',
         '      -d \'{"percent": 25}\' http://127.0.0.1:9090/api/rollout',

@@ -107,6 +107,9 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
   }
   const snap = s.shim.snapshot;
   lines.push(`${label('Shim')} ${s.shim.url} (flags from ${snap.source}, ${snap.mode} mode, drain policy ${snap.drain.policy} at ${snap.drain.rate}/s${snap.drain.queued ? `, ${snap.drain.queued} queued` : ''})`);
+  if (snap.flagSource && !snap.flagSource.ready) {
+    lines.push(`${label('')} ${c.red(`flags NOT LOADED (${snap.flagSource.state}${snap.flagSource.error ? `: ${snap.flagSource.error}` : ''}): every user is routed to Sync whatever the percentage says`)}`);
+  }
   const t = newTable(['backend', 'live connections', 'decisions', 'upgrades ok', 'upgrade failures'], c, colorOn);
   for (const b of ['sync', 'bifrost'] as const) {
     const u = s.shim.upgrades?.[b];

@@ -28,6 +28,8 @@ export interface ShimRolloutSnapshot {
   recent?: ShimRecentActivity;
   /** Where the shim sends Sync traffic (absent from older shims). */
   syncUrl?: string;
+  /** Whether the shim's flags have loaded; while not, every user goes to Sync (absent from older shims). */
+  flagSource?: { state: string; ready: boolean; error: string | null; since: string };
 }
 
 /** `recent` of `GET /api/rollout`. */

@@ -37,6 +37,7 @@ function hint(snapshot: ShimRolloutSnapshot, flag: FlagTarget & { file?: string 
   if (flag.kind === 'file' && snapshot.flagsFile && flag.file && path.resolve(snapshot.flagsFile) !== path.resolve(flag.file)) {
     return `the shim reads ${snapshot.flagsFile}, this command wrote ${path.resolve(flag.file)}: pass --flags-file ${snapshot.flagsFile} (or set BIFROST_FLAGS_FILE)`;
   }
+  if (snapshot.flagSource && !snapshot.flagSource.ready) return `the shim's flags are not loaded (${snapshot.flagSource.state}${snapshot.flagSource.error ? `: ${snapshot.flagSource.error}` : ''}), so it routes everyone to Sync: check LD_SDK_KEY and its access to LaunchDarkly (\`GET /readyz\` on the admin port)`;
   if (snapshot.flagReloads?.lastError) return `the shim's last flag reload failed: ${snapshot.flagReloads.lastError}`;
   return 'check that the shim reads the flag this command wrote (`bifrost rollout status`)';
 }

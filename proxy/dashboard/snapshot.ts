@@ -29,6 +29,7 @@ import type { ConnectionRegistry, Rebalancer } from '../connections.ts';
 import type { BifrostNodePool } from '../bifrost-nodes.ts';
 import type { DecisionStats } from '../decision-stats.ts';
 import type { FlagSource } from '../flag-source.ts';
+import { flagSourceView } from '../flag-source-view.ts';
 import type { ShimMetrics } from '../metrics.ts';
 import { rampView, type RampControl, type RampView } from './ramp-control.ts';
 import type { SquadBoard, SquadBoardReader } from './squad-board.ts';
@@ -132,6 +133,8 @@ export interface DashboardSnapshot {
     flagsFile: string | null;
     drain: { policy: string; rate: number; queued: number; closed: number };
     flagReloads: { ok: number; errors: number; lastError: string | null };
+    /** Whether the flags ever loaded (not ready: every user goes to Sync), and why not. */
+    flagSource: { state: 'initializing' | 'ready' | 'failed'; ready: boolean; error: string | null; since: string };
   };
   connections: { sync: number; bifrost: number; total: number; websocket: number; polling: number };
   decisions: { sync: number; bifrost: number; byReason: Record<string, number>; perSecond: { sync: number; bifrost: number; total: number } | null; windowMs: number };
@@ -442,6 +445,7 @@ export class DashboardSampler {
         flagsFile: src.flags.mode === 'file' ? (src.flagsFile ?? null) : null,
         drain: { policy: src.rebalancer.policy, rate: src.rebalancer.rate, queued: src.rebalancer.queued, closed: src.rebalancer.closedCount },
         flagReloads: { ok: stats.reloads, errors: stats.reloadErrors, lastError: stats.lastReloadError ?? null },
+        flagSource: flagSourceView(src.flags),
       },
       connections: { sync: counts.sync, bifrost: counts.bifrost, total: counts.sync + counts.bifrost, websocket: counts.websocket, polling: counts.polling },
       decisions: { sync: d.sync, bifrost: d.bifrost, byReason: d.byReason, perSecond, windowMs: short ? last.t - short.t : 0 },

@@ -79,11 +79,12 @@ describe('deploy/k8s/shim.yaml', () => {
   const pod = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec;
   const c = pod.containers[0];
 
-  it('runs the shim on the contract ports and probes its admin /healthz', () => {
+  it('runs the shim on the contract ports; ready and alive on /healthz (unloaded flags route to Sync: still serving)', () => {
     expect(c.args[0]).toBe('shim');
     expect(Number(argValue(c.args, '--port'))).toBe(DEFAULT_SHIM_PORT);
     expect(Number(argValue(c.args, '--admin-port'))).toBe(DEFAULT_ADMIN_PORT);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/healthz', port: DEFAULT_ADMIN_PORT });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: DEFAULT_ADMIN_PORT });
     expect(argValue(c.args, '--admin-host')).toBe('0.0.0.0');
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(Number(argValue(c.args, '--shutdown-window')));
   });
@@ -105,6 +106,22 @@ describe('deploy/k8s/shim.yaml', () => {
       shutdownWindow: argValue(c.args, '--shutdown-window')!,
     });
     expect(opts.publicUrl).toMatch(/^https?:\/\/[^/]+/);
+  });
+
+  it('discovers every gateway pod through the headless Service (not the load-balanced one) on the gateway public port', () => {
+    const bifrost = argValue(c.args, '--bifrost')!;
+    const u = new URL(bifrost.replace(/^dns\+/, ''));
+    expect(bifrost.startsWith('dns+http://')).toBe(true);
+    const gw = load('gateway.yaml');
+    const gwPod = gw.find((d) => d.kind === 'Deployment')!.spec.template;
+    const headless = gw.find((d) => d.kind === 'Service' && d.metadata.name === u.hostname.split('.')[0])!;
+    expect(headless, `a Service named ${u.hostname.split('.')[0]} in gateway.yaml`).toBeDefined();
+    expect(headless.spec.clusterIP).toBe('None');
+    expect(headless.spec.selector).toEqual(gwPod.metadata.labels);
+    const publicPort = gwPod.spec.containers[0].ports.find((p: Doc) => p.name === 'public').containerPort;
+    // A headless Service's records are pod addresses: the shim dials the container port itself.
+    expect(Number(u.port)).toBe(publicPort);
+    expect(headless.spec.ports.find((p: Doc) => p.name === 'public').port).toBe(publicPort);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isEligible, orderByTwoRandomChoices, type BifrostNode } from '../../proxy/bifrost-nodes.ts';
+import { isEligible, orderByRendezvous, orderByTwoRandomChoices, type BifrostNode } from '../../proxy/bifrost-nodes.ts';
 
 function node(id: string, loadFactor: number | undefined, extra: Partial<BifrostNode> = {}): BifrostNode {
   const url = `http://127.0.0.1:1/${id}`;
@@ -80,5 +80,29 @@ describe('Bifrost node choice', () => {
     expect(wins.c).toBe(0);
     expect(wins.a! / 3000).toBeGreaterThan(0.6);
     expect(wins.b).toBeGreaterThan(0);
+  });
+});
+
+describe('polling sessions: rendezvous placement by user', () => {
+  const nodes = ['a', 'b', 'c', 'd'].map((id) => node(id, 0.2));
+  const users = Array.from({ length: 4000 }, (_, i) => `user-${i}`);
+
+  it('gives every caller the same order whatever the order it lists the nodes in (replicas agree without talking)', () => {
+    const reversed = [...nodes].reverse();
+    for (const u of users.slice(0, 200)) {
+      expect(orderByRendezvous(reversed, u).map((n) => n.id)).toEqual(orderByRendezvous(nodes, u).map((n) => n.id));
+    }
+  });
+
+  it('spreads users about evenly, and a node leaving moves only its own users', () => {
+    const first = (list: BifrostNode[], u: string) => orderByRendezvous(list, u)[0]!.id;
+    const counts: Record<string, number> = {};
+    for (const u of users) counts[first(nodes, u)] = (counts[first(nodes, u)] ?? 0) + 1;
+    for (const id of ['a', 'b', 'c', 'd']) expect(counts[id]).toBeGreaterThan(800);
+    const withoutC = nodes.filter((n) => n.id !== 'c');
+    for (const u of users) {
+      const before = first(nodes, u);
+      if (before !== 'c') expect(first(withoutC, u)).toBe(before);
+    }
   });
 });

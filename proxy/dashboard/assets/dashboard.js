@@ -232,7 +232,9 @@
     var r = s.rollout;
     text('rollout-percent', fmtPercent(r.percent));
     text('rollout-bucket', r.bucketBy || '–');
-    text('rollout-source', r.source === 'file' ? 'flags file' : 'LaunchDarkly');
+    var fs = r.flagSource;
+    text('rollout-source', (r.source === 'file' ? 'flags file' : 'LaunchDarkly') +
+      (fs && !fs.ready ? ' — NOT LOADED (' + fs.state + (fs.error ? ': ' + fs.error : '') + '): every user goes to Sync' : ''));
     text('rollout-version', r.version === null ? '–' : r.version);
     text('rollout-drain', r.drain.policy + ' at ' + r.drain.rate + '/s' + (r.drain.queued ? ', ' + r.drain.queued + ' queued' : ''));
     if (!state.inputTouched && r.percent !== null) {

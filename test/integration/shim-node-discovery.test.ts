@@ -1,0 +1,130 @@
+/**
+ * Node discovery: `--bifrost dns+http://name:port` makes every address of a
+ * DNS name (a Kubernetes headless Service: one record per ready gateway pod) a
+ * node of its own, re-resolved before every /load round. Two stand-in gateways
+ * listen on the same port of 127.0.0.1 and 127.0.0.2 (like two pods), and the
+ * name's answer is changed as pods would come and go.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestShim } from '../support/test-shim.ts';
+import { shimOptionsFromCli } from '../../cli/commands/shim.ts';
+import { resolveShimOptions } from '../../proxy/shim.ts';
+import { silentLogger } from '../support/silent-logger.ts';
+
+interface Pod {
+  close(): Promise<void>;
+}
+
+/** A gateway stand-in answering /load with its node id (and whether it drains). */
+async function startPod(host: string, port: number, node: string, state: { draining: boolean }): Promise<{ port: number } & Pod> {
+  const server = http.createServer((req, res) => {
+    res.writeHead(req.url === '/load' ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(req.url === '/load' ? JSON.stringify({ node, loadFactor: 0.2, draining: state.draining, broker: 'redis' }) : '{}');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return { port: (server.address() as AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+async function until(what: string, check: () => Promise<boolean>, limitMs = 5000): Promise<void> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > limitMs) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+let dir: string;
+const pods: Pod[] = [];
+let port = 0;
+const drainingB = { draining: false };
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bifrost-discovery-'));
+  // Two "pods" on one port, as behind a headless Service (retry if 127.0.0.2 has the port taken).
+  for (let attempt = 0; attempt < 5 && pods.length < 2; attempt++) {
+    const a = await startPod('127.0.0.1', 0, 'gw-a', { draining: false });
+    try {
+      const b = await startPod('127.0.0.2', a.port, 'gw-b', drainingB);
+      pods.push(a, b);
+      port = a.port;
+    } catch {
+      await a.close();
+    }
+  }
+  if (pods.length < 2) throw new Error('could not bind two loopback addresses on one port');
+});
+afterAll(async () => {
+  await Promise.all(pods.map((p) => p.close()));
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface NodesDoc {
+  connections: { nodes: Array<{ id: string; url: string; reachable: boolean | null; draining: boolean }> };
+}
+
+describe('Bifrost node discovery (dns+)', () => {
+  it('polls every address of the name as a node of its own, and follows pods coming and going; a failed lookup keeps the last nodes', async () => {
+    let answer: string[] | Error = ['127.0.0.1', '127.0.0.2'];
+    const lookups: string[] = [];
+    const { shim } = await startTestShim(
+      { dir, syncUrl: 'http://127.0.0.1:9', bifrostUrls: [`dns+http://gateways.bifrost.test:${port}`], tokenSecret: 'discovery-secret', adminToken: 'discovery-admin' },
+      { percent: 100 },
+      {
+        godserverUrl: 'http://127.0.0.1:9',
+        loadPollIntervalMs: 100,
+        resolveHost: async (host) => {
+          lookups.push(host);
+          if (answer instanceof Error) throw answer;
+          return answer;
+        },
+      },
+    );
+    const nodes = async () => ((await (await fetch(`${shim.adminUrl}/api/rollout`)).json()) as NodesDoc).connections.nodes;
+    try {
+      expect(lookups[0]).toBe('gateways.bifrost.test');
+      expect((await nodes()).map((n) => [n.id, n.url, n.reachable]).sort()).toEqual([
+        ['gw-a', `http://127.0.0.1:${port}`, true],
+        ['gw-b', `http://127.0.0.2:${port}`, true],
+      ]);
+      // Each pod reports for itself: one draining pod does not make the other ineligible.
+      drainingB.draining = true;
+      await until('gw-b draining, gw-a not', async () => {
+        const n = await nodes();
+        return n.find((x) => x.id === 'gw-b')?.draining === true && n.find((x) => x.id === 'gw-a')?.draining === false;
+      });
+      drainingB.draining = false;
+      // A pod leaves the Service (scaled down, or unready): its node goes.
+      answer = ['127.0.0.1'];
+      await until('one node', async () => (await nodes()).length === 1);
+      expect((await nodes())[0]!.id).toBe('gw-a');
+      // DNS fails: the last known nodes stay.
+      answer = new Error('getaddrinfo ENOTFOUND gateways.bifrost.test');
+      const seen = lookups.length;
+      await until('looked up again', async () => lookups.length > seen + 2);
+      expect((await nodes()).map((n) => n.id)).toEqual(['gw-a']);
+      // The pod comes back.
+      answer = ['127.0.0.2', '127.0.0.1'];
+      await until('two nodes again', async () => (await nodes()).length === 2);
+      await until('gw-b polled', async () => (await nodes()).some((n) => n.id === 'gw-b' && n.reachable === true));
+    } finally {
+      await shim.close();
+    }
+  });
+
+  it('the command line takes dns+ names with an explicit port, in proxied mode only', () => {
+    const base = { godserver: 'http://g:1', sync: 'http://s:1', mode: 'proxied', publicUrl: 'https://sync.example.com', fallback: 'sync', rebalanceRate: '100', drain: 'close', shutdownWindow: '10000' };
+    expect(shimOptionsFromCli({ ...base, bifrost: 'dns+http://bifrost-gateway-nodes.default.svc:8080' }).bifrostUrls).toEqual(['dns+http://bifrost-gateway-nodes.default.svc:8080']);
+    expect(() => shimOptionsFromCli({ ...base, bifrost: 'dns+http://bifrost-gateway-nodes.default.svc' })).toThrow(/^--bifrost .*needs an explicit port/);
+    expect(() => shimOptionsFromCli({ ...base, mode: 'direct', bifrost: 'dns+http://bifrost-gateway-nodes.default.svc:8080' })).toThrow(/^--bifrost .*direct mode/);
+    expect(() => shimOptionsFromCli({ ...base, bifrost: 'dns+ftp://x:1' })).toThrow(/^--bifrost must be an http\(s\) URL/);
+    expect(() => resolveShimOptions({ port: 0, adminPort: 0, godserverUrl: 'http://g:1', syncUrl: 'http://s:1', bifrostUrls: ['dns+http://n:8080'], log: silentLogger })).not.toThrow();
+  });
+});
