@@ -499,13 +499,16 @@ export class RedisBroker implements Broker {
       throw new BrokerUnavailableError(`Redis subscribe failed: Redis is unreachable (subscriber connection ${this.sub.status})`);
     }
     // The stream's position first, then the channel: gap recovery of a topic
-    // that is still quiet when the connection drops starts from here.
-    const pos = await this.history(topic, undefined, 1);
+    // that is still quiet when the connection drops starts from here (read
+    // before the SUBSCRIBE, so nothing published once the channel is live can
+    // lie before it). Both steps share one deadline: the command timeout.
+    const deadline = Date.now() + this.opts.commandTimeoutMs;
+    const pos = await withTimeout(this.history(topic, undefined, 1), this.opts.commandTimeoutMs, `reading the stream position of "${topic}" took over ${this.opts.commandTimeoutMs} ms`);
     st.base = pos.position;
     const ch = this.channel(topic);
     const subscribing = this.subscribeChannels([ch]);
     try {
-      await withTimeout(subscribing, this.opts.commandTimeoutMs, `SUBSCRIBE not answered within ${this.opts.commandTimeoutMs} ms`);
+      await withTimeout(subscribing, Math.max(1, deadline - Date.now()), `SUBSCRIBE not answered within ${this.opts.commandTimeoutMs} ms`);
     } catch (err) {
       // A SUBSCRIBE still queued in ioredis runs when Redis is back: undo it
       // then, unless the topic was subscribed again meanwhile.

@@ -59,6 +59,8 @@ export interface GatewayOptions {
   drainWindowMs?: number;
   /** Upstream call timeout for client requests. Default 10 s. */
   upstreamTimeoutMs?: number;
+  /** How long a node reuses the service table it read from the broker. Default 1 s. */
+  serviceCacheMs?: number;
   /** Largest upstream response body relayed to a client. Default 8 MiB. */
   maxUpstreamResponseBytes?: number;
   /** WebSocket ping interval; a socket that misses one pong is closed. Default 25 s. */
@@ -156,6 +158,7 @@ export function resolveGatewayOptions(o: GatewayOptions = {}): ResolvedGatewayOp
     maxTopicsPerConnection: o.maxTopicsPerConnection ?? 1000,
     drainWindowMs: o.drainWindowMs ?? 30_000,
     upstreamTimeoutMs: o.upstreamTimeoutMs ?? 10_000,
+    serviceCacheMs: o.serviceCacheMs ?? 1000,
     maxUpstreamResponseBytes: o.maxUpstreamResponseBytes ?? 8 * 1024 * 1024,
     pingIntervalMs: o.pingIntervalMs ?? 25_000,
     nodeHeartbeatMs: o.nodeHeartbeatMs ?? 2000,
@@ -166,7 +169,7 @@ export function resolveGatewayOptions(o: GatewayOptions = {}): ResolvedGatewayOp
   };
   const positive: (keyof ResolvedGatewayOptions)[] = [
     'maxFrameBytes', 'maxLegacyMessageBytes', 'maxBufferedBytes', 'opRatePerSec', 'opBurst', 'maxTopicsPerConnection', 'drainWindowMs',
-    'upstreamTimeoutMs', 'maxUpstreamResponseBytes', 'pingIntervalMs', 'nodeHeartbeatMs', 'nodeTtlMs', 'historySize', 'historyTtlMs',
+    'upstreamTimeoutMs', 'serviceCacheMs', 'maxUpstreamResponseBytes', 'pingIntervalMs', 'nodeHeartbeatMs', 'nodeTtlMs', 'historySize', 'historyTtlMs',
   ];
   for (const k of positive) {
     const v = r[k] as number;

@@ -98,7 +98,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       lastDeliveryFailureLog = now;
       log.error({ err, topic: pub.topic, event: pub.event, offset: pub.offset }, 'a socket failed to take an event (the others still got it)');
     }),
-    router: new ServiceRouter(broker, { timeoutMs: opts.upstreamTimeoutMs, maxResponseBytes: opts.maxUpstreamResponseBytes, nodeId: opts.nodeId }),
+    router: new ServiceRouter(broker, { timeoutMs: opts.upstreamTimeoutMs, maxResponseBytes: opts.maxUpstreamResponseBytes, nodeId: opts.nodeId, cacheMs: opts.serviceCacheMs }),
     registry,
     metrics,
     policy: defaultTopicPolicy,

@@ -83,6 +83,8 @@ export interface ServiceRouterOptions {
   timeoutMs: number;
   maxResponseBytes: number;
   nodeId: string;
+  /** How long the service table is reused before it is read again (a change published on the control channel drops it at once). Default 1 s. */
+  cacheMs?: number;
 }
 
 export class ServiceRouter {
@@ -98,7 +100,7 @@ export class ServiceRouter {
   }
 
   async services(): Promise<ServiceDefinition[]> {
-    if (this.cache && Date.now() - this.cache.at < CACHE_MS) return this.cache.services;
+    if (this.cache && Date.now() - this.cache.at < (this.opts.cacheMs ?? CACHE_MS)) return this.cache.services;
     const services = await this.broker.listServices();
     this.cache = { at: Date.now(), services };
     return services;

@@ -12,6 +12,47 @@ import { startRedisServer, type RedisProcess } from '../support/redis-server.ts'
 import { Redis } from 'ioredis';
 import { RedisBroker } from '../../gateway/broker-redis.ts';
 import { json, startUpstream } from '../support/upstream.ts';
+import net from 'node:net';
+import { once } from 'node:events';
+
+/** A TCP relay to 127.0.0.1:targetPort that can cut every relayed connection and refuse new ones until reopened. */
+async function startTcpGate(targetPort: number): Promise<{ port: number; cut(): void; reopen(): void; close(): Promise<void> }> {
+  let open = true;
+  const live = new Set<net.Socket>();
+  const srv = net.createServer((client) => {
+    client.on('error', () => {});
+    if (!open) return void client.destroy();
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    upstream.on('error', () => {});
+    live.add(client).add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      live.delete(client);
+      live.delete(upstream);
+    };
+    client.on('close', end);
+    upstream.on('close', end);
+    client.pipe(upstream).pipe(client);
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    cut() {
+      open = false;
+      for (const s of live) s.destroy();
+    },
+    reopen() {
+      open = true;
+    },
+    async close() {
+      open = false;
+      for (const s of live) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
 
 let redis: RedisProcess | undefined;
 let gw: RunningGateway | undefined;
@@ -75,26 +116,30 @@ describe('subscriber connection lost', () => {
 describe('gap recovery of a quiet topic', () => {
   it('delivers, once, an event published during a pub/sub blip on a topic that had delivered nothing live on this node', async () => {
     const own = await startRedisServer();
-    const node = new RedisBroker({ url: own.url, prefix: 'quiet:' });
+    // The node reaches Redis through a gate that can cut its connections and refuse new ones, so the
+    // event below is published while the node certainly has no subscription (not merely before its retry).
+    const gate = await startTcpGate(own.port);
+    const node = new RedisBroker({ url: `redis://127.0.0.1:${gate.port}`, prefix: 'quiet:' });
     const publisher = new RedisBroker({ url: own.url, prefix: 'quiet:' });
-    const admin = new Redis(own.url);
     try {
       await node.ready();
       await publisher.ready();
       const got: string[] = [];
       await node.subscribe('room:quiet', (p) => got.push(p.dataJson));
-      // Cut every pub/sub connection; publish before the node re-subscribes (its first retry waits 100 ms).
-      await admin.client('KILL', 'TYPE', 'pubsub');
+      gate.cut();
       await publisher.publish({ topic: 'room:quiet', event: 'e', dataJson: '"during"' });
-      await expect.poll(() => got.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(got).toEqual([]); // not delivered live: only gap recovery can bring it
+      gate.reopen();
+      await expect.poll(() => got.length, { timeout: 15_000 }).toBeGreaterThanOrEqual(1);
       await publisher.publish({ topic: 'room:quiet', event: 'e', dataJson: '"after"' });
       await expect.poll(() => got.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
       await new Promise((r) => setTimeout(r, 200));
       expect(got).toEqual(['"during"', '"after"']);
     } finally {
-      admin.disconnect();
       await node.close();
       await publisher.close();
+      await gate.close();
       await own.stop();
     }
   }, 60_000);
@@ -104,13 +149,15 @@ describe('Redis down: nothing waits for it', () => {
   it('answers subscribe, unsubscribe and requests asking for a subscription at once', async () => {
     let own: RedisProcess | undefined = await startRedisServer();
     const up = await startUpstream((req, res) => json(res, 200, { ok: true }, req.url.startsWith('/join') ? { 'x-bifrost-subscribe': 'collection:down' } : {}));
-    const node = await startTestGateway({ redisUrl: own.url, redisPrefix: 'down:' });
+    // A routing cache long enough that stopping Redis on a loaded machine cannot outlast it.
+    const node = await startTestGateway({ redisUrl: own.url, redisPrefix: 'down:', serviceCacheMs: 4000 });
     try {
       expect((await privateCall(node.privateUrl, 'PUT', '/v1/services/sync', { upstream: up.url, prefixes: ['/'] })).status).toBe(200);
       const c = await NativeClient.connect(node.publicUrl, await token('d1', 'td'));
       expect(await c.call({ op: 'subscribe', topic: 'team:td' })).toMatchObject({ op: 'ok' });
-      // Warm the routing cache (1 s), so the request below reaches its service while Redis is gone.
+      // Warm the routing cache (4 s here), so the request below reaches its service while Redis is gone.
       expect(await c.call({ op: 'request', service: 'sync', method: 'GET', path: '/warm' })).toMatchObject({ status: 200 });
+      const warmedAt = Date.now();
 
       await own.stop();
       own = undefined;
@@ -123,7 +170,7 @@ describe('Redis down: nothing waits for it', () => {
       expect(await c.call({ op: 'unsubscribe', topic: 'team:td' }, 4000)).toMatchObject({ op: 'ok' });
       expect(Date.now() - started).toBeLessThan(8000);
       // Once the routing cache is stale, requests are refused at once as the broker being unavailable.
-      await new Promise((r) => setTimeout(r, 1100));
+      await new Promise((r) => setTimeout(r, Math.max(0, 4100 - (Date.now() - warmedAt))));
       const late = await c.call({ op: 'request', service: 'sync', method: 'GET', path: '/late' }, 4000);
       expect(late).toMatchObject({ op: 'error', code: 'serverError' });
       expect(String(late.message)).toContain('broker unavailable');
