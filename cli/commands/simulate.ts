@@ -31,6 +31,12 @@ async function refuseWhileRamping(rampFile: string | undefined): Promise<void> {
   const store = openRampStore({ ...(rampFile ? { rampFile } : {}) });
   try {
     const ramp = unfinished(await store.read());
+    if (ramp && ramp.phase === 'rolling-back') {
+      throw new CliError(
+        `a ramp breached and its rollback to ${ramp.rollback?.to}% is unfinished: bifrost simulate would move the rollout away from it; finish it first (\`bifrost rollout ramp --resume\` or \`bifrost rollout rollback\`)`,
+        EXIT_USAGE,
+      );
+    }
     if (ramp && !ramp.paused && leaseAlive(ramp.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS })) {
       throw new CliError(
         `a ramp is running (${describeOwner(ramp)}, at ${describeStep(ramp)}): bifrost simulate sets the rollout itself and would fight it; wait for the ramp to finish, or pause it (\`bifrost rollout pause\`) or stop it (\`bifrost rollout rollback\`) first`,

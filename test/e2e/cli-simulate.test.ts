@@ -85,6 +85,14 @@ describe('bifrost simulate', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(/^bifrost: a ramp is running \(pid \d+ on \S+, heartbeat .* ago, at step 2\/3 \(25%\)\): bifrost simulate sets the rollout itself and would fight it; wait for the ramp to finish, or pause it \(`bifrost rollout pause`\) or stop it \(`bifrost rollout rollback`\) first\n$/);
       expect((await adminRollout(stack)).percent).toBe(11);
+
+      // A breached ramp whose rollback never landed (its process died): simulate would move the rollout away from it.
+      const unfinishedRollback = { ...ramp, phase: 'rolling-back', owner: null, rollback: { to: 5, from: 25, message: 'breach', decidedAt: new Date().toISOString() } };
+      await writeFile(join(stack.dir, '.bifrost/ramp.json'), JSON.stringify(unfinishedRollback));
+      const r2 = await runBifrost(['simulate', '--clients', '2', '--shim', stack.info.shimUrl, '--admin-url', stack.info.adminUrl], { cwd: stack.dir, env: stack.env });
+      expect(r2.code).toBe(2);
+      expect(r2.stderr).toBe('bifrost: a ramp breached and its rollback to 5% is unfinished: bifrost simulate would move the rollout away from it; finish it first (`bifrost rollout ramp --resume` or `bifrost rollout rollback`)\n');
+      expect((await adminRollout(stack)).percent).toBe(11);
     } finally {
       await rm(join(stack.dir, '.bifrost/ramp.json'), { force: true });
     }
