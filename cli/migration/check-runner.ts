@@ -52,7 +52,9 @@ async function runOne(opts: RunChecksOptions, step: PlaybookStep): Promise<Check
   const check = stepChecks[step.check.type];
   // The step as the check found it: a pass completes it only if nobody completed or reopened it meanwhile.
   const seen = stepRecord(await store.read(sq.manifest.squad), step.id);
-  const previous = seen.lastCheck;
+  // A result from before the step was last reopened or completed by hand says nothing about the
+  // step as it is now: an accumulating check (canary) starts over after a reopen.
+  const previous = seen.lastCheck && (!seen.at || seen.lastCheck.at >= seen.at) ? seen.lastCheck : undefined;
   const progress = opts.reporter.begin(step);
   const params = { ...stepParams(sq, step) };
   for (const [k, v] of Object.entries(opts.paramOverrides ?? {})) if (k in check.defaults && v !== undefined) params[k] = v;

@@ -12,6 +12,7 @@ import { runChecks, type CheckRunResult } from '../../cli/migration/check-runner
 import { withProbeRecord } from '../../cli/migration/checks/probe-record.ts';
 import { readFile, writeFile } from 'node:fs/promises';
 import { FileStateStore } from '../../cli/migration/state-store-file.ts';
+import { completeStep, reopenStep } from '../../cli/migration/step-transitions.ts';
 import type { StackEndpoints } from '../../cli/migration/step-check.ts';
 import { PEER_SECRET, PEER_SERVICE_TOKEN, startStackPeer, writeCollectionsFixture, type StackPeer } from './migration-stack-peer.ts';
 
@@ -216,6 +217,22 @@ describe('canary', () => {
     const second = await check('canary');
     expect(second.ok).toBe(true);
     expect(second.summary).toMatch(/healthy for [23]s$/);
+  });
+
+  it('starts over after the step is reopened: the streak before the reopen does not count', async () => {
+    await withCanary('{ forSeconds: 2, sampleSeconds: 0.1 }');
+    Object.assign(peer.knobs, { percent: 5, okPerScrape: 50 });
+    // Its dependencies done by hand, so that a passing canary completes the step.
+    for (const id of ['inventory', 'register-service', 'dual-publish', 'subscribe-headers', 'route-parity']) {
+      await store.update('collections', completeStep(sq, findStep(sq, id), { by: 'ana', evidence: 'https://example.test/evidence' }));
+    }
+    expect((await check('canary')).ok).toBe(false);
+    await new Promise((r) => setTimeout(r, 2100));
+    expect(await check('canary')).toMatchObject({ ok: true, status: 'done' });
+    await store.update('collections', reopenStep(sq, findStep(sq, 'canary'), { by: 'ana', reason: 'errors seen in production' }));
+    const after = await check('canary');
+    expect(after.ok).toBe(false);
+    expect(after.summary).toMatch(/^canary healthy for 0s of the 2s required/);
   });
 
   it('judges the whole time between runs: failures in between restart the streak', async () => {
