@@ -17,29 +17,51 @@
  * remaining eligible nodes follow, least loaded first, as retry candidates.
  *
  * Long-polling sessions are placed differently (`byUser`): by rendezvous
- * (highest random weight) hashing of the user over the eligible nodes. A
- * polling session lives on the node that answered its handshake, and its later
- * requests may reach a shim replica that never saw that handshake (another
- * replica behind a non-sticky load balancer, or this one restarted). Every
- * replica with the same `--bifrost` list and the same view of eligibility
- * computes the same node for the same user, with no shared state, so such a
+ * (highest random weight) hashing of the user. A polling session lives on the
+ * node that answered its handshake, and its later requests may reach a shim
+ * replica that never saw that handshake (another replica behind a non-sticky
+ * load balancer, or this one restarted). Every replica with the same nodes
+ * computes the same order for the same user, with no shared state, so such a
  * request still finds its session (see docs/shim.md, "Polling sessions across
- * replicas").
+ * replicas"). The two uses filter differently on purpose:
+ * - placing a new session (a handshake) skips nodes that are unreachable,
+ *   draining or over `maxLoadFactor` (a new session must not go there);
+ * - finding an existing session ranks over every known node except those
+ *   known to be unreachable. A session stays on the node that created it
+ *   whatever that node's load, and load, draining and the short penalty after
+ *   a refused connection are this replica's own, transient view: filtering on
+ *   them would make replicas that disagree send one session to different
+ *   nodes ("Session ID unknown").
+ * The 2 s penalty after a refused connection is not applied to either (the
+ * handshake's retry moves past a refusing node anyway).
  *
  * ## Node discovery
  * A configured URL is one node: `http://10.0.0.5:8080`. A URL with a `dns+`
- * scheme is a *set* of nodes: `dns+http://bifrost-gateway-nodes.default.svc:8080`
- * names a Kubernetes headless Service (or any DNS name with one A/AAAA record
- * per gateway); it is resolved before every `/load` round and each address
- * becomes a node (`http://<address>:8080`), so the shim polls and picks each
- * gateway pod itself and follows scale-ups, scale-downs and replaced pods. A
- * plain URL naming an ordinary (load-balanced) Service would be one "node"
- * whose `/load` answer comes from a random pod each time. A failed lookup keeps
- * the last known addresses. Discovered addresses are pod addresses: only for
- * proxied mode (direct mode hands node URLs to clients).
+ * scheme is a *set* of nodes:
+ * `dns+http://bifrost-gateway-nodes.default.svc.cluster.local.:8080` names a
+ * Kubernetes headless Service (or any DNS name with one A/AAAA record per
+ * gateway); it is resolved before every `/load` round and each address becomes
+ * a node (`http://<address>:8080`), so the shim polls and picks each gateway
+ * pod itself and follows scale-ups, scale-downs and replaced pods. A plain URL
+ * naming an ordinary (load-balanced) Service would be one "node" whose `/load`
+ * answer comes from a random pod each time. Discovered addresses are pod
+ * addresses: only for proxied mode (direct mode hands node URLs to clients),
+ * and plain `http` only (a pod's certificate rarely names its IP address; TLS
+ * ends at the ingress).
+ *
+ * Lookups go to the DNS servers directly (c-ares `resolve4` + `resolve6`, not
+ * `dns.lookup` on libuv's small thread pool, which Sync/Godserver connects and
+ * file reads share): no /etc/hosts. A name without a trailing dot is also tried
+ * with resolv.conf's search domains, one after the other; the fully qualified
+ * name (with the trailing dot) is one query. Each round is bounded by the poll
+ * timeout; a round is skipped while the previous one still runs; an answer
+ * older than one already applied is dropped; a failed or timed-out lookup keeps
+ * the last known addresses. `start` does not wait longer than one bounded round:
+ * the shim listens with no discovered node rather than hang on a dead resolver.
  */
 import { createHash } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
+import { Resolver } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from 'pino';
 
@@ -83,25 +105,103 @@ export const LOAD_PER_NEW_SOCKET = 0.001;
 /** The URL scheme prefix that makes a configured URL a DNS name to discover nodes from. */
 export const DNS_DISCOVERY_PREFIX = 'dns+';
 
-/** True for a `dns+http(s)://name:port` URL (a set of nodes, see "Node discovery"). */
+/** True for a `dns+http://name:port` URL (a set of nodes, see "Node discovery"). */
 export function isDiscoveryUrl(url: string): boolean {
   return url.startsWith(DNS_DISCOVERY_PREFIX);
 }
 
-/** Every address of a host name (A and AAAA), as the system resolver answers (`dns.lookup`, like fetch does). */
-export async function lookupAll(host: string): Promise<string[]> {
-  return (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+/** Error codes of a family without records: the other family may still answer. */
+const NO_RECORDS = new Set(['ENODATA', 'ENOTFOUND']);
+
+/** The domains of the last `search` (or `domain`) line of a resolv.conf text, as the system resolver uses them. */
+export function parseSearchDomains(resolvConf: string): string[] {
+  let domains: string[] = [];
+  for (const line of resolvConf.split('\n')) {
+    const [key, ...values] = line.replace(/[#;].*$/, '').trim().split(/\s+/);
+    if (key === 'search' || key === 'domain') domains = values.filter((v) => v.length > 0).map((v) => v.replace(/\.+$/, ''));
+  }
+  return domains;
+}
+
+/**
+ * The names to ask for a host, in order: a fully qualified name (trailing dot)
+ * only as it is; otherwise the name as it is, then with each search domain
+ * appended (so `gw-nodes.default.svc` still finds `gw-nodes.default.svc.cluster.local`).
+ */
+export function namesToTry(host: string, searchDomains: string[]): string[] {
+  if (host.endsWith('.')) return [host];
+  return [host, ...searchDomains.map((d) => `${host}.${d}`)];
+}
+
+let searchDomainsOfHost: string[] | undefined;
+/** This host's search domains (/etc/resolv.conf, read once: a few hundred bytes, not per lookup). */
+function systemSearchDomains(): string[] {
+  if (!searchDomainsOfHost) {
+    try {
+      searchDomainsOfHost = parseSearchDomains(readFileSync('/etc/resolv.conf', 'utf8'));
+    } catch {
+      searchDomainsOfHost = [];
+    }
+  }
+  return searchDomainsOfHost;
+}
+
+/**
+ * Every address of a host name (A and AAAA), asked of the DNS servers directly
+ * (c-ares, off libuv's thread pool), within `timeoutMs` overall. A name not
+ * ending in a dot is also tried with resolv.conf's search domains (see
+ * `namesToTry`); the first name with records answers. A family without records
+ * is no error when the other has some; any other failure of either family
+ * rejects (a partial answer would drop that family's pods). `signal` cancels
+ * the queries.
+ */
+export async function resolveAll(host: string, timeoutMs: number, signal?: AbortSignal, searchDomains: string[] = systemSearchDomains()): Promise<string[]> {
+  if (net.isIP(host)) return [host];
+  const resolver = new Resolver({ timeout: Math.max(1, Math.floor(timeoutMs / 2)), tries: 2 });
+  const cancel = (): void => resolver.cancel();
+  const timer = setTimeout(cancel, timeoutMs);
+  timer.unref();
+  signal?.addEventListener('abort', cancel, { once: true });
+  try {
+    let notFound: Error | undefined;
+    for (const name of namesToTry(host, searchDomains)) {
+      const answers = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
+      const found = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
+      const errors = answers.flatMap((a) => (a.status === 'rejected' ? [a.reason as NodeJS.ErrnoException] : []));
+      const hard = errors.find((e) => !NO_RECORDS.has(e.code ?? ''));
+      if (hard) throw hard.code === 'ECANCELLED' && !signal?.aborted ? new Error(`DNS lookup of ${host} timed out after ${timeoutMs} ms`) : hard;
+      if (found.length > 0 || errors.length === 0) return found;
+      notFound ??= errors[0]!;
+    }
+    throw notFound ?? new Error(`DNS lookup of ${host}: no address`);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', cancel);
+  }
+}
+
+/** Rejects with a timeout error when `p` does not settle within `ms` (`p` itself runs on; its answer is ignored). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 export interface NodePoolOptions {
-  /** Node URLs, and `dns+http(s)://name:port` names to discover nodes from. */
+  /** Node URLs, and `dns+http://name:port` names to discover nodes from. */
   urls: string[];
-  /** How `dns+` names are resolved to addresses (default: the system resolver, every address). */
+  /**
+   * How `dns+` names are resolved to addresses (default: `resolveAll`, every A/AAAA
+   * record from the DNS servers). Whatever it is, a lookup is bounded by `pollTimeoutMs`.
+   */
   resolveHost?: (host: string) => Promise<string[]>;
   log: Logger;
   /** Default 1000 ms. */
   pollIntervalMs?: number;
-  /** Timeout of one /load request, default 800 ms. */
+  /** Timeout of one /load request, and of one round of DNS lookups; default 800 ms. */
   pollTimeoutMs?: number;
   /** Nodes above this load factor are skipped (default 1). */
   maxLoadFactor?: number;
@@ -163,6 +263,14 @@ export function orderByTwoRandomChoices<T extends Pick<BifrostNode, 'loadFactor'
   return [first, ...rest];
 }
 
+/** Whether a node may hold a user's polling session (see "Long-polling sessions" above). */
+function canHoldSession(node: BifrostNode, placing: boolean, maxLoadFactor: number): boolean {
+  if (node.reachable === false) return false;
+  if (!placing) return true;
+  if (node.draining) return false;
+  return node.loadFactor === undefined || node.loadFactor <= maxLoadFactor;
+}
+
 function newNode(url: string): BifrostNode {
   const target = new URL(url);
   return { url: url.replace(/\/+$/, ''), target, id: target.host, loadFactor: undefined, draining: false, reachable: undefined, lastPolledAt: 0, failedUntil: 0, assignedSincePoll: 0 };
@@ -181,27 +289,54 @@ export class BifrostNodePool {
   private readonly maxLoadFactor: number;
   private readonly random: () => number;
   private closed = false;
+  /** The round of discovery and /load polls running now, if any (a timer tick skips while it runs). */
+  private round: Promise<void> | undefined;
+  /** Cancels the DNS queries in flight (on close). */
+  private readonly lookups = new AbortController();
+  /** The configured (static) node URLs: never removed by discovery. */
+  private readonly staticUrls = new Set<string>();
   private readonly warnedNoLoad = new Set<string>();
   /** The nodes last reported as unable to share topics (see checkBrokers), so the error is logged once per change. */
   private isolatedKey = '';
 
   /** `dns+` names, each with the node URLs it resolved to last. */
-  private readonly discovered = new Map<string, { base: URL; urls: Set<string>; failing: boolean }>();
+  private readonly discovered = new Map<string, { base: URL; urls: Set<string>; failing: boolean; asked: number; applied: number }>();
 
   constructor(private readonly opts: NodePoolOptions) {
     this.maxLoadFactor = opts.maxLoadFactor ?? 1;
     this.random = opts.random ?? Math.random;
     this.nodes = [];
     for (const url of opts.urls) {
-      if (isDiscoveryUrl(url)) this.discovered.set(url, { base: new URL(url.slice(DNS_DISCOVERY_PREFIX.length)), urls: new Set(), failing: false });
-      else this.nodes.push(newNode(url));
+      if (isDiscoveryUrl(url)) {
+        this.discovered.set(url, { base: new URL(url.slice(DNS_DISCOVERY_PREFIX.length)), urls: new Set(), failing: false, asked: 0, applied: 0 });
+      } else {
+        const node = newNode(url);
+        if (!this.staticUrls.has(node.url)) this.nodes.push(node);
+        this.staticUrls.add(node.url);
+      }
     }
   }
 
-  /** Polls every node once (bounded by the poll timeout), then keeps polling in the background. */
+  private get pollTimeoutMs(): number {
+    return this.opts.pollTimeoutMs ?? 800;
+  }
+
+  /**
+   * Polls every node once, then keeps polling in the background. The first round
+   * is bounded: DNS by the poll timeout, each /load by the poll timeout. When a
+   * `dns+` name gave no node yet, it says so and returns anyway (the shim
+   * listens, sockets meanwhile take the fallback); discovery goes on.
+   */
   async start(): Promise<void> {
     await this.pollAll();
     if (this.closed || (this.nodes.length === 0 && this.discovered.size === 0)) return;
+    const empty = [...this.discovered].filter(([, d]) => d.urls.size === 0).map(([name]) => name);
+    if (empty.length > 0) {
+      this.opts.log.warn(
+        { names: empty, nodes: this.nodes.length },
+        'Bifrost node discovery: no node found yet; starting anyway (sockets for Bifrost take the fallback until a lookup answers), discovery goes on in the background',
+      );
+    }
     this.timer = setInterval(() => void this.pollAll(), this.opts.pollIntervalMs ?? 1000);
     this.timer.unref();
   }
@@ -215,20 +350,24 @@ export class BifrostNodePool {
   }
 
   /**
-   * Eligible nodes for a user's long-polling session, in the rendezvous order
-   * of the user (the same on every shim replica); empty when none is eligible.
-   * `placing` (a handshake) counts the socket against the first node's load.
+   * Nodes for a user's long-polling session, in the rendezvous order of the user
+   * (the same on every shim replica). `placing` (a handshake, a new session)
+   * skips unreachable, draining and over-capacity nodes and counts the socket
+   * against the first node's load; a lookup (a request of an existing session
+   * this replica does not know) ranks every node not known to be unreachable,
+   * whatever its load: the session is where it was created (see the file
+   * comment). Empty when no node qualifies.
    */
-  byUser(userId: string, placing: boolean, now: number = Date.now()): BifrostNode[] {
+  byUser(userId: string, placing: boolean): BifrostNode[] {
     const ordered = orderByRendezvous(
-      this.nodes.filter((n) => isEligible(n, this.maxLoadFactor, now)),
+      this.nodes.filter((n) => canHoldSession(n, placing, this.maxLoadFactor)),
       userId,
     );
     if (placing && ordered[0]) ordered[0].assignedSincePoll += 1;
     return ordered;
   }
 
-  /** Marks a node as having refused a connection: skipped for the failure penalty. */
+  /** Marks a node as having refused a connection: skipped by `candidates` for the failure penalty (not by `byUser`). */
   markFailed(node: BifrostNode, now: number = Date.now()): void {
     node.failedUntil = now + (this.opts.failurePenaltyMs ?? 2000);
   }
@@ -237,25 +376,47 @@ export class BifrostNodePool {
     return this.nodes.find((n) => n.id === id || n.url === id);
   }
 
-  private async pollAll(): Promise<void> {
+  /** One round (DNS, then every /load); a call while a round runs returns that round instead of starting another. */
+  private pollAll(): Promise<void> {
+    if (this.round) return this.round;
+    this.round = this.runRound()
+      .catch((err: unknown) => this.opts.log.error({ err }, 'Bifrost node poll round failed'))
+      .finally(() => {
+        this.round = undefined;
+      });
+    return this.round;
+  }
+
+  private async runRound(): Promise<void> {
+    if (this.closed) return;
     await this.discover();
+    if (this.closed) return;
     await Promise.all(this.nodes.map((n) => this.poll(n)));
+    if (this.closed) return;
     this.checkBrokers();
   }
 
   /** Resolves every `dns+` name: new addresses become nodes, vanished ones are dropped. A failed lookup keeps the last set. */
   private async discover(): Promise<void> {
-    const resolve = this.opts.resolveHost ?? lookupAll;
+    const timeoutMs = this.pollTimeoutMs;
+    const signal = this.lookups.signal;
+    const resolve = this.opts.resolveHost ?? ((host: string) => resolveAll(host, timeoutMs, signal));
     await Promise.all(
       [...this.discovered].map(async ([name, d]) => {
+        const host = d.base.hostname.replace(/^\[(.*)\]$/, '$1');
+        const seq = ++d.asked;
         let addresses: string[];
         try {
-          addresses = await resolve(d.base.hostname.replace(/^\[(.*)\]$/, '$1'));
+          addresses = await within(resolve(host), timeoutMs, `DNS lookup of ${host}`);
         } catch (err) {
+          if (this.closed || seq <= d.applied) return;
           if (!d.failing) this.opts.log.warn({ name, err: (err as Error).message, kept: d.urls.size }, 'Bifrost node discovery: lookup failed; keeping the last known nodes');
           d.failing = true;
           return;
         }
+        // Closed meanwhile, or an answer older than one already applied: dropped (it could bring back removed pods).
+        if (this.closed || seq <= d.applied) return;
+        d.applied = seq;
         if (d.failing) this.opts.log.info({ name }, 'Bifrost node discovery: lookup works again');
         d.failing = false;
         const urls = new Set(addresses.map((a) => nodeUrlFor(d.base, a)));
@@ -266,12 +427,14 @@ export class BifrostNodePool {
         const added = [...urls].filter((u) => !d.urls.has(u));
         const removed = [...d.urls].filter((u) => !urls.has(u));
         if (added.length === 0 && removed.length === 0) return;
+        d.urls = urls;
         for (const u of removed) {
+          // A configured node, or an address another name still has, stays.
+          if (this.staticUrls.has(u) || [...this.discovered.values()].some((o) => o.urls.has(u))) continue;
           const i = this.nodes.findIndex((n) => n.url === u);
           if (i >= 0) this.nodes.splice(i, 1);
         }
         for (const u of added) if (!this.nodes.some((n) => n.url === u)) this.nodes.push(newNode(u));
-        d.urls = urls;
         this.opts.log.info({ name, added, removed, nodes: urls.size }, 'Bifrost nodes discovered');
       }),
     );
@@ -307,7 +470,7 @@ export class BifrostNodePool {
   private async poll(node: BifrostNode): Promise<void> {
     const url = new URL('load', node.target.href.endsWith('/') ? node.target.href : node.target.href + '/');
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(this.opts.pollTimeoutMs ?? 800), headers: { accept: 'application/json' } });
+      const res = await fetch(url, { signal: AbortSignal.timeout(this.pollTimeoutMs), headers: { accept: 'application/json' } });
       const text = await res.text();
       node.reachable = true;
       node.lastPolledAt = Date.now();
@@ -342,5 +505,6 @@ export class BifrostNodePool {
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.lookups.abort();
   }
 }

@@ -95,16 +95,25 @@ export class GodserverIntercept {
     const client = target.protocol === 'https:' ? https : http;
     let failed = false;
     let answered = false;
+    let counted = false;
+    /** Counts the request in godserverRequests; only the first call counts (one request, one sample). */
+    const count = (status: string, rewritten: 'true' | 'false'): void => {
+      if (counted) return;
+      counted = true;
+      metrics.godserverRequests.inc({ status, rewritten });
+    };
     /**
      * The one way an init request ends badly, whatever the stage (connect, headers,
-     * body, rewrite): counted once, logged, a 502 while nothing has been sent,
-     * else the client's connection is cut (a half-sent answer must not look whole).
+     * body, rewrite): counted once (not again when already counted by its status,
+     * e.g. a relayed non-200 whose body then stalls), logged, a 502 while nothing
+     * has been sent, else the client's connection is cut (a half-sent answer must
+     * not look whole).
      */
     const fail = (err: Error): void => {
       if (failed) return;
       failed = true;
       const clientLeft = res.destroyed && !res.writableFinished;
-      metrics.godserverRequests.inc({ status: clientLeft ? 'aborted' : 'error', rewritten: 'false' });
+      count(clientLeft ? 'aborted' : 'error', 'false');
       if (clientLeft) {
         log.debug({ err: err.message }, 'client left during the Godserver init request');
         return;
@@ -122,7 +131,7 @@ export class GodserverIntercept {
       { protocol: target.protocol, hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'), port: target.port, method: 'GET', path, headers: forwardHeaders(req, target), timeout: this.deps.opts.timeoutMs },
       (up) => {
         answered = true;
-        this.onResponse(req, res, up).catch((err: unknown) => {
+        this.onResponse(req, res, up, count).catch((err: unknown) => {
           upstream.destroy();
           fail(err instanceof Error ? err : new Error(String(err)));
         });
@@ -150,12 +159,17 @@ export class GodserverIntercept {
    * answer breaks off (reset, timeout after the headers, the client leaving):
    * `handle` turns that into a 502 or a cut connection, never an unhandled rejection.
    */
-  private async onResponse(req: http.IncomingMessage, res: http.ServerResponse, up: http.IncomingMessage): Promise<void> {
+  private async onResponse(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    up: http.IncomingMessage,
+    count: (status: string, rewritten: 'true' | 'false') => void,
+  ): Promise<void> {
     const { metrics, log } = this.deps;
     if (up.statusCode !== 200) {
       // Piped: an error on the way cuts the client's connection (its headers are already sent).
       up.on('error', () => res.destroy());
-      metrics.godserverRequests.inc({ status: String(up.statusCode), rewritten: 'false' });
+      count(String(up.statusCode), 'false');
       this.passThrough(res, up);
       return;
     }
@@ -180,7 +194,7 @@ export class GodserverIntercept {
     }
     const userId = idOf(body?.user?.id);
     if (!body || typeof body !== 'object' || !userId) {
-      metrics.godserverRequests.inc({ status: '200', rewritten: 'false' });
+      count('200', 'false');
       log.warn('Godserver 200 without a recognisable {user: {id}} body: passed through untouched');
       this.passThrough(res, up, raw);
       return;
@@ -203,7 +217,7 @@ export class GodserverIntercept {
       } else {
         metrics.fallbacks.inc({ reason: 'no_eligible_node', action: this.deps.opts.fallback });
         if (this.deps.opts.fallback === 'error') {
-          metrics.godserverRequests.inc({ status: '200', rewritten: 'false' });
+          count('200', 'false');
           res.writeHead(503, { 'content-type': 'application/json', [ROUTE_HEADER]: 'bifrost' });
           res.end(JSON.stringify({ error: { code: 'unavailable', message: 'no Bifrost node available' } }));
           return;
@@ -223,7 +237,7 @@ export class GodserverIntercept {
     }
     headers['content-length'] = out.length;
     headers[ROUTE_HEADER] = route;
-    metrics.godserverRequests.inc({ status: '200', rewritten: 'true' });
+    count('200', 'true');
     log.debug({ userId, teamId, route, reason: decision.reason, mode: this.deps.opts.mode, method: req.method }, 'godserver init routed');
     res.writeHead(200, up.statusMessage, headers);
     res.end(out);

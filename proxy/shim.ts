@@ -46,11 +46,11 @@ export interface ShimOptions {
   syncUrl: string;
   /**
    * Public base URLs of the Bifrost gateway nodes (their `/socket.io/` and `/load`), one per node;
-   * or `dns+http(s)://name:port` for every address of a DNS name (a Kubernetes headless Service),
-   * re-resolved before every `/load` round (proxied mode only; see proxy/bifrost-nodes.ts).
+   * or `dns+http://name:port` for every address of a DNS name (a Kubernetes headless Service),
+   * re-resolved before every `/load` round (proxied mode and plain http only; see proxy/bifrost-nodes.ts).
    */
   bifrostUrls: string[];
-  /** How `dns+` Bifrost names are resolved to addresses (default: the system resolver, every A/AAAA record). */
+  /** How `dns+` Bifrost names are resolved to addresses (default: the DNS servers via c-ares, every A/AAAA record). */
   resolveHost?: (host: string) => Promise<string[]>;
   /** `proxied` (default): sockets come back through the shim. `direct`: clients are sent to the backend itself. */
   mode?: 'proxied' | 'direct';
@@ -65,7 +65,7 @@ export interface ShimOptions {
   ldSdkKey?: string;
   /** Extra LaunchDarkly SDK options in live mode, e.g. `{streamUri, baseUri, eventsUri}` of a Relay Proxy. */
   ldSdkOptions?: Record<string, unknown>;
-  /** How long `startShim` waits for the flags to load before it listens anyway (all users on Sync until they load), ms (default 5000). */
+  /** How long `startShim` waits for the flags to load before it listens anyway (all users on Sync until they load), ms (default 5000; a positive integer). */
   flagsStartTimeoutMs?: number;
   /** Access-token secret (`BIFROST_TOKEN_SECRET`); the route secret is derived from it unless given. */
   tokenSecret?: string;
@@ -136,12 +136,22 @@ function checkUrl(name: string, value: string): string {
   return value.replace(/\/+$/, '');
 }
 
-/** A Bifrost node URL, or a `dns+http(s)://` name to discover nodes from (checked as the URL after the prefix). */
+/** A Bifrost node URL, or a `dns+http://` name to discover nodes from (checked as the URL after the prefix). */
 function checkNodeUrl(name: string, value: string): string {
   if (!isDiscoveryUrl(value)) return checkUrl(name, value);
   const inner = checkUrl(name, value.slice(DNS_DISCOVERY_PREFIX.length));
+  if (new URL(inner).protocol === 'https:') {
+    throw new Error(
+      `${name} ${JSON.stringify(value)}: dns+https is not supported: discovered nodes are pod IP addresses, which the gateways' certificates do not name; use dns+http:// (plain HTTP inside the cluster, TLS ends at the ingress)`,
+    );
+  }
   if (!new URL(inner).port) throw new Error(`${name} ${JSON.stringify(value)} needs an explicit port (the gateways' public port, e.g. :8080)`);
   return DNS_DISCOVERY_PREFIX + inner;
+}
+
+function checkPositiveMs(name: string, value: number): number {
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive whole number of milliseconds, got ${value}`);
+  return value;
 }
 
 function checkPort(name: string, value: number): number {
@@ -208,7 +218,8 @@ export function resolveShimOptions(opts: ShimOptions): ResolvedShimOptions {
     loadPollIntervalMs: opts.loadPollIntervalMs ?? 1000,
     maxLoadFactor: opts.maxLoadFactor ?? 1,
     flagsPollIntervalMs: opts.flagsPollIntervalMs ?? 500,
-    flagsStartTimeoutMs: opts.flagsStartTimeoutMs ?? 5000,
+    // 0 would mean "no timeout" to the LaunchDarkly SDK: start would wait forever.
+    flagsStartTimeoutMs: checkPositiveMs('flagsStartTimeoutMs', opts.flagsStartTimeoutMs ?? 5000),
     pollingIdleMs: opts.pollingIdleMs ?? 60_000,
   };
 }

@@ -16,7 +16,10 @@
  *   replica does not know (its handshake went through another replica, or
  *   this one restarted) is routed by the user of its route token the same
  *   deterministic way — so it reaches the node holding the session on every
- *   replica — and adopted (pinned here) once the backend accepts it.
+ *   replica — and adopted (pinned here) once the backend accepts it. That
+ *   lookup ranks every node not known to be unreachable, whatever its load or
+ *   drain state (the session stays where it was created); only placing a new
+ *   session skips draining and full nodes (see proxy/bifrost-nodes.ts).
  * - Forwarded to Sync, the query loses `bf_route` and regains the
  *   `__sails_io_sdk_*` parameters if missing: sails.io.js 1.2.1 on
  *   socket.io-client 2 lets the URL's query (our `?bf_route=`) replace its own
@@ -302,7 +305,7 @@ export class SocketRouter {
         // without calling init again). A routing hint, not authentication: route by it, so the client
         // is neither stranded on Sync nor invisible to the rebalancer; counted.
         metrics.routeTokenExpired.inc();
-        return this.decideFor(err.expiredClaims);
+        return await this.decideFor(err.expiredClaims);
       }
       const reason = err instanceof RouteTokenError ? err.reason : 'malformed';
       metrics.routeTokenRejections.inc({ reason });
@@ -311,7 +314,7 @@ export class SocketRouter {
       decisions.record('sync', `route_token_${reason}`);
       return { decision };
     }
-    return this.decideFor(claims);
+    return await this.decideFor(claims);
   }
 
   /** A fresh flag evaluation for the user (and team) of a route token, counted. */
@@ -427,8 +430,9 @@ export class SocketRouter {
   /**
    * Bifrost nodes for a long-polling request, best first: by rendezvous hashing
    * of the user, so every shim replica sends a user's polling session — its
-   * handshake (`placing`) and any later request with a sid the replica does not
-   * know — to the same node. Without a user (cannot happen for a "bifrost"
+   * handshake (`placing`: draining and full nodes skipped) and any later request
+   * with a sid the replica does not know (every node not known unreachable) — to
+   * the same node. Without a user (cannot happen for a "bifrost"
    * decision, which needs a route token) it falls back to the load-based choice.
    */
   private pollingNodes(claims: RouteClaims | undefined, placing: boolean): BifrostNode[] {

@@ -110,7 +110,7 @@ export function register(program: Command): void {
         '  $ BIFROST_ADMIN_TOKEN=s3cret bifrost shim --godserver http://127.0.0.1:1337 --sync http://127.0.0.1:1337 \\',
         '      --bifrost http://10.0.0.5:8080,http://10.0.0.6:8080 --port 3000 --admin-port 9090 \\',
         '      --public-url https://sync.example.com',
-        '  $ bifrost shim ... --bifrost dns+http://bifrost-gateway-nodes.default.svc.cluster.local:8080   # every gateway pod',
+        '  $ bifrost shim ... --bifrost dns+http://bifrost-gateway-nodes.default.svc.cluster.local.:8080   # every gateway pod (headless Service; trailing dot: no search-domain lookups)',
         '  $ curl -s http://127.0.0.1:9090/api/rollout',
         '  $ curl -X PUT -H "Authorization: Bearer s3cret" -H "content-type: application/json" \\',
         '      -d \'{"percent": 25}\' http://127.0.0.1:9090/api/rollout',

@@ -180,7 +180,9 @@ describe('socket leaks', () => {
       flagsFile: join(dir, 'flags-polling.json'),
       tokenSecret: 'leaks',
       adminToken: 'leaks',
-      pollingIdleMs: 1000,
+      // Long enough that a stall of the (loaded, 2-core) machine cannot sweep the sessions before the
+      // upgrades below ran (which would skip the path under test); the wait below is bounded by a deadline.
+      pollingIdleMs: 5000,
       log: silentLogger,
     });
     const polling = async (): Promise<number> => ((await (await fetch(`${shim.adminUrl}/api/rollout`)).json()) as { connections: { polling: number } }).connections.polling;
@@ -209,8 +211,10 @@ describe('socket leaks', () => {
       expect(await polling()).toBe(2);
       expect(await upgrade(sids[0]!)).toBe('HTTP/1.1 400 Bad Request');
       expect(await upgrade(sids[1]!, 200)).toBe('');
+      // Still there (not swept before the upgrades ran): the path under test was taken.
+      expect(await polling()).toBe(2);
       // Neither became a WebSocket: both are idle polling sessions, swept after pollingIdleMs.
-      const deadline = Date.now() + 6000;
+      const deadline = Date.now() + 30_000;
       while (((await polling()) > 0 || (await liveGauge()) > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       expect(await polling()).toBe(0);
       expect(await liveGauge()).toBe(0);

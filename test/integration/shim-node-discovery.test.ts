@@ -125,6 +125,21 @@ describe('Bifrost node discovery (dns+)', () => {
     expect(() => shimOptionsFromCli({ ...base, bifrost: 'dns+http://bifrost-gateway-nodes.default.svc' })).toThrow(/^--bifrost .*needs an explicit port/);
     expect(() => shimOptionsFromCli({ ...base, mode: 'direct', bifrost: 'dns+http://bifrost-gateway-nodes.default.svc:8080' })).toThrow(/^--bifrost .*direct mode/);
     expect(() => shimOptionsFromCli({ ...base, bifrost: 'dns+ftp://x:1' })).toThrow(/^--bifrost must be an http\(s\) URL/);
+    // Discovered nodes are pod IPs, which certificates do not name: plain http inside the cluster only.
+    expect(() => shimOptionsFromCli({ ...base, bifrost: 'dns+https://bifrost-gateway-nodes.default.svc.cluster.local.:8443' })).toThrow(
+      /^--bifrost "dns\+https:\/\/[^"]+": dns\+https is not supported: .*use dns\+http:\/\//,
+    );
+    expect(() => shimOptionsFromCli({ ...base, bifrost: 'dns+https://n:8443' })).toThrow(expect.objectContaining({ exitCode: 2 }));
+    expect(() => shimOptionsFromCli({ ...base, bifrost: 'https://gw.example.com' })).not.toThrow();
     expect(() => resolveShimOptions({ port: 0, adminPort: 0, godserverUrl: 'http://g:1', syncUrl: 'http://s:1', bifrostUrls: ['dns+http://n:8080'], log: silentLogger })).not.toThrow();
+  });
+
+  it('refuses a flags start timeout that is not a positive whole number (0 would wait forever)', () => {
+    const o = { port: 0, adminPort: 0, godserverUrl: 'http://g:1', syncUrl: 'http://s:1', bifrostUrls: [], log: silentLogger };
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      expect(() => resolveShimOptions({ ...o, flagsStartTimeoutMs: bad })).toThrow(/^flagsStartTimeoutMs must be a positive whole number of milliseconds/);
+    }
+    expect(resolveShimOptions({ ...o, flagsStartTimeoutMs: 1 }).flagsStartTimeoutMs).toBe(1);
+    expect(resolveShimOptions(o).flagsStartTimeoutMs).toBe(5000);
   });
 });

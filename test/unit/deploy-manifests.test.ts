@@ -112,6 +112,8 @@ describe('deploy/k8s/shim.yaml', () => {
     const bifrost = argValue(c.args, '--bifrost')!;
     const u = new URL(bifrost.replace(/^dns\+/, ''));
     expect(bifrost.startsWith('dns+http://')).toBe(true);
+    // A fully qualified name: one DNS query per round, no walk through the pod's search domains.
+    expect(u.hostname).toMatch(/\.svc\.cluster\.local\.$/);
     const gw = load('gateway.yaml');
     const gwPod = gw.find((d) => d.kind === 'Deployment')!.spec.template;
     const headless = gw.find((d) => d.kind === 'Service' && d.metadata.name === u.hostname.split('.')[0])!;

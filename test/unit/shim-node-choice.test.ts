@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isEligible, orderByRendezvous, orderByTwoRandomChoices, type BifrostNode } from '../../proxy/bifrost-nodes.ts';
+import { BifrostNodePool, isEligible, orderByRendezvous, orderByTwoRandomChoices, type BifrostNode } from '../../proxy/bifrost-nodes.ts';
+import { silentLogger } from '../support/silent-logger.ts';
 
 function node(id: string, loadFactor: number | undefined, extra: Partial<BifrostNode> = {}): BifrostNode {
   const url = `http://127.0.0.1:1/${id}`;
@@ -104,5 +105,52 @@ describe('polling sessions: rendezvous placement by user', () => {
       const before = first(nodes, u);
       if (before !== 'c') expect(first(withoutC, u)).toBe(before);
     }
+  });
+});
+
+describe('polling sessions: lookups rank over every known node, placement skips unfit ones', () => {
+  /** A pool of four polled nodes (never started) and a user whose home node is its first in rendezvous order. */
+  function setup(): { pool: BifrostNodePool; home: BifrostNode; user: string } {
+    const pool = new BifrostNodePool({ urls: ['a', 'b', 'c', 'd'].map((h) => `http://${h}.test:8080`), log: silentLogger });
+    for (const n of pool.nodes) Object.assign(n, { reachable: true, loadFactor: 0.2 });
+    const user = 'user-42';
+    return { pool, home: pool.byUser(user, false)[0]!, user };
+  }
+
+  it('a penalised, overloaded or draining node still gets its users\' session lookups (the session is there)', () => {
+    for (const unfit of [
+      (n: BifrostNode, pool: BifrostNodePool) => pool.markFailed(n),
+      (n: BifrostNode) => (n.loadFactor = 3),
+      (n: BifrostNode) => (n.draining = true),
+    ]) {
+      const { pool, home, user } = setup();
+      unfit(home, pool);
+      // Another replica that did not see the refusal / the load / the drain agrees: same node.
+      expect(pool.byUser(user, false)[0]).toBe(home);
+      expect(pool.byUser(user, false)).toHaveLength(4);
+    }
+  });
+
+  it('a new session is not placed on an overloaded or draining node; the refusal penalty (one replica\'s view) does not move it', () => {
+    for (const [unfit, moves] of [
+      [(n: BifrostNode) => (n.loadFactor = 3), true],
+      [(n: BifrostNode) => (n.draining = true), true],
+      [(n: BifrostNode, pool: BifrostNodePool) => pool.markFailed(n), false],
+    ] as const) {
+      const { pool, home, user } = setup();
+      unfit(home, pool);
+      expect(pool.byUser(user, true)[0] === home).toBe(!moves);
+    }
+  });
+
+  it('a node known to be unreachable is skipped by both, and placing counts the socket against the chosen node', () => {
+    const { pool, home, user } = setup();
+    home.reachable = false;
+    expect(pool.byUser(user, false)).not.toContain(home);
+    const [placed] = pool.byUser(user, true);
+    expect(placed).not.toBe(home);
+    expect(placed!.assignedSincePoll).toBe(1);
+    pool.byUser(user, false);
+    expect(placed!.assignedSincePoll).toBe(1);
   });
 });
