@@ -19,8 +19,9 @@ import { MetricsSampler, defaultSyncMetricsUrl } from '../rollout/metrics-window
 import { openRampStore } from '../rollout/open-ramp-store.ts';
 import { PlainRampReporter, TerminalRampReporter, type RampReporter } from '../rollout/progress-bar.ts';
 import { describePlan, formatDuration, parseCount, parseInterval, parseRate, parseSteps, type RampPlan } from '../rollout/ramp-plan.ts';
-import { describeOwner, describeStep, runRamp, type RampOutcome } from '../rollout/ramp-runner.ts';
-import { leaseAlive, unfinished, withEvent, type RampDoc } from '../rollout/ramp-state.ts';
+import { asProcessIdentity, processAlive } from '../pid.ts';
+import { PROCESS_STOPPED_EVENT, describeOwner, describeStep, runRamp, type RampOutcome } from '../rollout/ramp-runner.ts';
+import { leaseAlive, unfinished, withEvent, type RampDoc, type RampLease } from '../rollout/ramp-state.ts';
 import type { RampStore } from '../rollout/ramp-store.ts';
 import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from '../rollout/retry.ts';
@@ -39,6 +40,9 @@ interface CommonOptions {
 }
 
 const LEASE_STALE_MS = 15_000;
+/** How long `rollout rollback` watches the flag for a late write by the ramp's process it ended, and how often. */
+const ROLLBACK_WATCH_MS = 20_000;
+const ROLLBACK_WATCH_EVERY_MS = 1_500;
 
 function common(cmd: Command): Command {
   return cmd
@@ -302,7 +306,7 @@ function registerRamp(rollout: Command): void {
     .option('--max-error-rate <ratio>', 'guard: request error rate and Bifrost upgrade failure rate (0.01 or 1%)', '0.01')
     .option('--max-p99-ms <ms>', 'guard: p99 request latency through Bifrost (0 = no latency guard)', '250')
     .option('--rollback-to <percent>', 'where a breach goes (default: the last good step)')
-    .option('--min-requests <n>', 'events a window needs before a rate or p99 can breach', '20')
+    .option('--min-requests <n>', 'events a window needs before a rate or p99 can breach (fallbacks: decisions, or fallbacks alone)', '20')
     .option('--bucket-by <kind>', 'user or team (default: keep the flag\'s)')
     .option('--gateway-url <url>', 'a gateway whose /metrics to watch (repeatable; default: the shim\'s node list)', collect, [])
     .option('--sync-metrics-url <url>', 'Sync\'s request metrics, the baseline for request errors and p99 (default: the shim\'s Sync URL + /__bifrost/metrics, else http://127.0.0.1:${SYNC_PORT||1337}/__bifrost/metrics; unreachable = no baseline)')
@@ -314,10 +318,14 @@ function registerRamp(rollout: Command): void {
 Each step's percentage is applied, then the shim's and gateways' /metrics (and Sync's, the
 baseline) are sampled for --interval. When Sync carried at least --min-requests requests,
 request errors and p99 breach only when over the limit AND worse than Sync's. Each step must be
-applied by the shim (GET /api/rollout) and, to pass, show readable gateway metrics and no
-fallbacks to Sync. A breach rolls back to the last good step (or --rollback-to, never above the
-breaching step): recorded "rolling-back" first, written with retries for up to 15 minutes, confirmed
-by the shim, then the shim is asked to drain; it prints what breached with the numbers and exits 1.
+applied by the shim (GET /api/rollout) and, to pass, show readable gateway metrics (the ramp
+must reach every gateway's /metrics: with a DNS node list run it in the cluster or pass
+--gateway-url per pod). Fallbacks to Sync (no usable Bifrost node) breach over --max-error-rate
+of the shim's Bifrost decisions (Godserver and socket), once there are --min-requests decisions
+or fallbacks. A breach rolls back strictly below the breaching step (--rollback-to if below, else
+the last good step if below, else 0%): recorded "rolling-back" first, written with retries for up
+to 15 minutes (ownership checked before each attempt), confirmed by the shim, then the shim is
+asked to drain; it prints what breached with the numbers and exits 1 (130 on Ctrl-C).
 A rollback that could not be written is finished by --resume. The first step may not be below the
 current percentage (exit 2). The ramp's state is kept in
 .bifrost/ramp.json (Redis when REDIS_URL is set): \`bifrost rollout pause|resume\` steer it from
@@ -414,11 +422,13 @@ function registerRollback(rollout: Command): void {
       'after',
       `
 Order: the ramp (if any) is marked "rolling back" so its process stops; 0% is written, retried
-with backoff for up to ${ROLLBACK_RETRY_MS / 60_000} minutes (a line per retry); the shim's GET /api/rollout is polled
+with backoff for up to ${ROLLBACK_RETRY_MS / 60_000} minutes (a line per retry); when a ramp process may still be
+writing, the flag is watched (every ${ROLLBACK_WATCH_EVERY_MS / 1000}s, until that process records it stopped, at most
+${ROLLBACK_WATCH_MS / 1000}s) and 0% written again if a late write landed; the shim's GET /api/rollout is polled
 until it routes 0% (--apply-timeout); only then is the ramp recorded "rolled back" and the shim
 asked to drain (POST /api/drain with BIFROST_ADMIN_TOKEN), which closes the moved connections at
 its rebalance rate so unchanged clients reconnect to Sync. Exit 1 when 0% could not be written,
-the shim did not apply it, or the drain failed.
+no shim answered or it did not apply it, or the drain failed.
 With live LaunchDarkly, 0% is the fallthrough; when the flag's off variation is "sync" the
 rollback also turns targeting off, so contexts served Bifrost by an individual target or a rule
 get Sync too. Otherwise targeting stays on and a warning names the targets and rules that keep
@@ -438,11 +448,11 @@ Example:
       await withStore(o, async (store) => {
         // 1. Stop the ramp from writing steps: "rolling back to 0%", no owner (its process stops at its next tick).
         //    If the store is down, the flag still goes to 0% (step 2): the flag matters more than the record.
-        let ended: { doc: RampDoc; liveOwner: boolean } | null = null;
+        let ended: { doc: RampDoc; liveOwner: boolean; owner: RampLease | null } | null = null;
         let storeError: string | null = null;
         try {
           ended = await routine(`updating the ramp state (${store.description})`, () =>
-            store.update<{ doc: RampDoc; liveOwner: boolean } | null>((cur) => {
+            store.update<{ doc: RampDoc; liveOwner: boolean; owner: RampLease | null } | null>((cur) => {
               const u = unfinished(cur);
               if (!u) return { result: null };
               const now = new Date();
@@ -452,7 +462,7 @@ Example:
                 { event: 'rolling-back', percent: 0, detail: `by ${by}` },
                 now,
               );
-              return { next, result: { doc: next, liveOwner } };
+              return { next, result: { doc: next, liveOwner, owner: u.owner } };
             }),
           );
         } catch (err) {
@@ -466,10 +476,25 @@ Example:
         let written;
         try {
           written = await write();
-          if (ended?.liveOwner) {
-            // A running ramp may have been writing a step at this very moment: check again after its next tick.
-            await new Promise((r) => setTimeout(r, 1500));
-            if ((await routine('reading the flag', () => flag.read())).percent !== 0) written = await write();
+          // The ramp's process may have been writing (a step, or its own rollback) at this very moment, with a
+          // write attempt already past its ownership check: watch the flag and write 0% again if a late write
+          // lands — until that process records that it stopped, or for at most ROLLBACK_WATCH_MS. Not needed
+          // when the ramp had no owner, or its process is gone (same host).
+          const owner = ended?.owner ?? null;
+          const ownerGone = !owner || (owner.host === hostname() && !processAlive(owner.pid, asProcessIdentity(owner.process)));
+          if (ended && !ownerGone) {
+            const until = Date.now() + ROLLBACK_WATCH_MS;
+            for (let last = false; !last; ) {
+              await new Promise((r) => setTimeout(r, ROLLBACK_WATCH_EVERY_MS));
+              // One more flag check after the process said it stopped (its last write may have just landed).
+              const doc = await store.read().catch(() => null);
+              last = Date.now() >= until || !!doc?.history.some((e) => e.event === PROCESS_STOPPED_EVENT && e.detail === owner.id);
+              const now = await routine('reading the flag', () => flag.read());
+              if (now.percent !== 0) {
+                note(`warning: the ramp's process wrote ${now.percent}% after the rollback; writing 0% again`);
+                written = await write();
+              }
+            }
           }
         } catch (err) {
           throw new CliError(
@@ -526,7 +551,7 @@ Example:
           process.stdout.write(`${check.state === 'applied' && !stuck.length ? c.green('✓') : c.yellow('!')} rollout set to ${c.bold('0%')}: ${who} (${flag.description})\n  ${applyLine(check, c)}\n`);
           for (const n of written.notes) process.stdout.write(`  ${c.yellow('note:')} ${n}\n`);
           for (const w of warnings) process.stdout.write(`  ${c.yellow('warning:')} ${w}\n`);
-          if (ended) process.stdout.write(`  the ramp ${describePlan(ended.doc.plan)} was ended${ended.liveOwner ? '; its process stops at its next tick' : ''}\n`);
+          if (ended) process.stdout.write(`  the ramp ${describePlan(ended.doc.plan)} was ended${ended.liveOwner ? '; its process stops before its next flag write' : ''}\n`);
           if ('error' in drain) process.stdout.write(`  ${c.red('drain failed:')} ${drain.error}\n  the shim still moves connections on the flag change if its drain policy is "close"\n`);
           else process.stdout.write(`  shim drain: ${drain.queued} connection(s) queued to move back at ${drain.rate}/s\n`);
         }

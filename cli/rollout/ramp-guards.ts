@@ -27,7 +27,7 @@ import type { WindowSummary } from './metrics-window.ts';
 
 /**
  * `metrics-unavailable`: no source could be read during a whole step (the ramp never moves blind).
- * `bifrost-fallbacks`: sockets the flag sent to Bifrost went to Sync (or got a 503) because no Bifrost node was usable.
+ * `bifrost-fallbacks`: clients the flag sent to Bifrost went to Sync (or got a 503) because no Bifrost node was usable.
  * `gateway-metrics-unavailable`, `bifrost-no-traffic`: judged when a step ends (`stepEndGuards`).
  * `flag-not-applied`: the shim answered but did not apply the step's percentage (the runner checks it).
  */
@@ -115,14 +115,19 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
     out.push({ guard: 'upgrade-failures', value: null, limit: limits.maxErrorRate, baseline: null, events: b.total, breached: false, text: `Bifrost upgrades: ${b.total} in the window (fewer than ${limits.minRequests}: not judged)` });
   }
 
-  // Fallbacks: a Bifrost-routed socket the shim could not send to any Bifrost node. Sync took it (or the
-  // client got a 503), so the upgrade guard never sees it as Bifrost's. No --min-requests floor: one
-  // fallback means the shim found no usable node; the rate over Bifrost socket decisions still has to
-  // exceed --max-error-rate (a node refusing once among thousands is not a breach).
+  // Fallbacks: a client routed to Bifrost that the shim could not send to any Bifrost node (on a socket,
+  // or on the Godserver path in direct mode). Sync took it (or the client got a 503), so the upgrade guard
+  // never sees it as Bifrost's. `bifrost_shim_fallbacks_total` has no label telling the two paths apart,
+  // so the rate is over ALL Bifrost decisions (Godserver and socket). Like the other rates it is judged
+  // only over at least --min-requests events (decisions, or the fallbacks themselves: a dead Bifrost
+  // still trips it once it has turned away --min-requests clients); fewer fallbacks are shown, not
+  // judged (`bifrost-no-traffic` covers a Bifrost that took nothing at all).
   const fb = w.fallbacks ?? { total: 0, byReason: {} };
-  const decided = w.bifrostSocketDecisions ?? 0;
-  if (fb.total > 0) {
-    const of = Math.max(decided, fb.total);
+  const decided = w.bifrostDecisions ?? w.bifrostSocketDecisions ?? 0;
+  const of = Math.max(decided, fb.total);
+  if (fb.total > 0 && of < limits.minRequests) {
+    out.push({ guard: 'bifrost-fallbacks', value: null, limit: limits.maxErrorRate, baseline: null, events: of, breached: false, text: `${fb.total} fallback(s) to Sync or 503 among ${of} Bifrost routing decisions (fewer than ${limits.minRequests}: not judged)` });
+  } else if (fb.total > 0) {
     const rate = fb.total / of;
     const breached = rate > limits.maxErrorRate;
     const why = Object.entries(fb.byReason)
@@ -135,10 +140,10 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
       baseline: null,
       events: of,
       breached,
-      text: `${fb.total} of ${of} sockets routed to Bifrost fell back to Sync or 503 because no Bifrost node was usable (${why}; ${pct(rate)}) ${breached ? '>' : 'within'} limit ${pct(limits.maxErrorRate)}`,
+      text: `${fb.total} of ${of} Bifrost routing decisions (Godserver and socket) fell back to Sync or 503 because no Bifrost node was usable (${why}; ${pct(rate)}) ${breached ? '>' : 'within'} limit ${pct(limits.maxErrorRate)}`,
     });
   } else {
-    out.push({ guard: 'bifrost-fallbacks', value: decided > 0 ? 0 : null, limit: limits.maxErrorRate, baseline: null, events: decided, breached: false, text: `no fallbacks (${decided} sockets routed to Bifrost)` });
+    out.push({ guard: 'bifrost-fallbacks', value: decided > 0 ? 0 : null, limit: limits.maxErrorRate, baseline: null, events: decided, breached: false, text: `no fallbacks (${decided} Bifrost routing decisions)` });
   }
 
   const sb = requestBaseline(w, limits.minRequests);
@@ -189,8 +194,12 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
   return out;
 }
 
-/** Below this many expected Bifrost upgrades, seeing none is not suspicious (at 1 % with 40 Sync upgrades, 0 Bifrost is normal). */
-export const NO_TRAFFIC_EXPECTED_MIN = 5;
+/**
+ * Below this many expected Bifrost upgrades (or --min-requests, whichever is
+ * larger), seeing none is not judged (at 1 % with 400 Sync upgrades, 0 Bifrost
+ * happens).
+ */
+export const NO_TRAFFIC_EXPECTED_MIN = 20;
 
 /**
  * What a step must show before the ramp moves past it, judged on the whole
@@ -201,14 +210,19 @@ export const NO_TRAFFIC_EXPECTED_MIN = 5;
  *   shim's node list or --gateway-url) but none of their /metrics could be
  *   read twice during the step — request errors and p99 were never judged;
  *   or, at a percentage above 0, there is no gateway to watch at all;
- * - `bifrost-no-traffic` (shim in proxied mode): Bifrost took no socket and
- *   no request during the step while Sync took enough upgrades that, at this
- *   percentage, at least NO_TRAFFIC_EXPECTED_MIN should have reached Bifrost
- *   (expected = Sync upgrades × p / (100 − p); any Sync upgrade at 100 %).
+ * - `bifrost-no-traffic` (shim in proxied mode, bucketing by user): Bifrost
+ *   took no socket and no request during the step while Sync took enough
+ *   upgrades that, at this percentage, at least NO_TRAFFIC_EXPECTED_MIN (or
+ *   --min-requests, if larger) should have reached Bifrost (expected = Sync
+ *   upgrades × p / (100 − p); any Sync upgrade at 100 %). The estimate counts
+ *   upgrades but the flag buckets users: it holds only when each user brings
+ *   about as many upgrades, so it is not judged when bucketing by team (a few
+ *   teams carry most of the traffic) — nor below that floor, where a few heavy
+ *   users on Sync make "none on Bifrost" plausible.
  *
  * Each is a breach: the step rolls back with the reason.
  */
-export function stepEndGuards(w: WindowSummary, percent: number, failures: { source: string; error: string }[]): GuardReading[] {
+export function stepEndGuards(w: WindowSummary, percent: number, failures: { source: string; error: string }[], o: { bucketBy: 'user' | 'team'; minRequests: number }): GuardReading[] {
   const out: GuardReading[] = [];
   if (!w.shimMeasured && w.gatewaysMeasured === 0) {
     const why = failures.map((f) => `${f.source}: ${f.error}`).join('; ') || 'no metrics sources';
@@ -225,9 +239,9 @@ export function stepEndGuards(w: WindowSummary, percent: number, failures: { sou
   const b = w.upgrades.bifrost;
   const bifrostSeen = Object.values(b.byOutcome).reduce((a, n) => a + n, 0) + w.requests.total;
   const syncUpgrades = w.upgrades.sync.total;
-  if (w.shimMeasured && w.shimMode !== 'direct' && percent > 0 && bifrostSeen === 0 && syncUpgrades > 0) {
+  if (w.shimMeasured && w.shimMode !== 'direct' && o.bucketBy === 'user' && percent > 0 && bifrostSeen === 0 && syncUpgrades > 0) {
     const expected = percent >= 100 ? Infinity : (syncUpgrades * percent) / (100 - percent);
-    if (expected >= NO_TRAFFIC_EXPECTED_MIN) {
+    if (expected >= Math.max(NO_TRAFFIC_EXPECTED_MIN, o.minRequests)) {
       out.push({
         guard: 'bifrost-no-traffic',
         value: 0,

@@ -8,8 +8,10 @@
  * together with the lease's heartbeat:
  * - `rollout pause` / `resume` from another terminal flip `paused`; a paused
  *   ramp holds its percentage and its clock (guards keep watching);
- * - `rollout rollback` ends the ramp (phase `rolled-back`); the runner sees it
- *   on its next tick and stops without touching the flag again;
+ * - `rollout rollback` ends the ramp (phase `rolling-back` to 0 %, no owner,
+ *   then `rolled-back`); the runner sees it on its next tick or before its next
+ *   flag write attempt, stops without touching the flag again, and records
+ *   `process-stopped` (so `rollout rollback` stops watching for a late write);
  * - a killed runner leaves phase `running` with a dead lease; running the same
  *   command again (or `--resume`) takes the lease over and continues the same
  *   step with the time already watched;
@@ -22,7 +24,9 @@
  *   step again.
  *
  * A new ramp only moves forward: a first step below the current percentage
- * is refused, and a rollback never goes above the step that breached. Every
+ * is refused, and a rollback always goes below the step that breached
+ * (`rollbackTarget`). Before every attempt of a flag write (step or rollback)
+ * the runner checks the ramp is still its own and refreshes its heartbeat. Every
  * step is confirmed applied by the shim (`GET /api/rollout`) before it is
  * watched. Flag reads and writes and store calls are retried (retry.ts).
  */
@@ -159,15 +163,26 @@ class Stop extends Error {
 }
 
 /**
- * Where a breach at `stepPercent` rolls back to: `--rollback-to`, else the
- * last good step — never above the breaching step (a `--rollback-to` at or
- * above it falls back to the last good step, which the ramp keeps below it).
+ * Where a breach at `stepPercent` rolls back to — always strictly below it
+ * (except at 0%, where there is nothing lower): `--rollback-to` if below the
+ * breaching step, else the last good step if below it, else 0%. (A first step
+ * equal to the percentage the ramp started from has a "last good" equal to
+ * itself: going back "there" would change nothing.)
  */
 export function rollbackTarget(plan: Pick<RampPlan, 'rollbackTo'>, lastGoodPercent: number, stepPercent: number): { to: number; why: string } {
-  const lastGood = Math.min(lastGoodPercent, stepPercent);
   if (plan.rollbackTo !== null && plan.rollbackTo < stepPercent) return { to: plan.rollbackTo, why: '--rollback-to' };
-  if (plan.rollbackTo !== null) return { to: lastGood, why: `last good step; --rollback-to ${plan.rollbackTo}% is not below the breaching ${stepPercent}%` };
-  return { to: lastGood, why: 'last good step' };
+  const notBelow = plan.rollbackTo !== null ? `--rollback-to ${plan.rollbackTo}% is not below the breaching ${stepPercent}%` : null;
+  if (lastGoodPercent < stepPercent) return { to: lastGoodPercent, why: notBelow ? `last good step; ${notBelow}` : 'last good step' };
+  const why = [notBelow, `the last good step ${lastGoodPercent}% is not below the breaching ${stepPercent}%`].filter(Boolean).join('; ');
+  return { to: 0, why };
+}
+
+/** History event a ramp process ended from elsewhere writes once it has stopped writing the flag (detail: its lease id). */
+export const PROCESS_STOPPED_EVENT = 'process-stopped';
+
+/** The same rollback decision (where to, from where, decided when). */
+function sameRollback(a: PendingRollback | null | undefined, b: PendingRollback): boolean {
+  return !!a && a.to === b.to && a.from === b.from && a.decidedAt === b.decidedAt;
 }
 
 export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOutcome> {
@@ -189,6 +204,8 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     const now = new Date();
     const lease = { ...me, heartbeatAt: now.getTime() };
     const u = unfinished(cur);
+    // Already ours: this update is a retry of one whose reply was lost (it landed) — done, not refused.
+    if (u && u.owner?.id === me.id) return { result: { doc: u, resumed: u.history[u.history.length - 1]?.event === 'resumed' } };
     if (u && leaseAlive(u.owner, { now: now.getTime(), host, staleMs })) return { result: { refused: u } };
     if (u && u.phase === 'rolling-back') {
       // A rollback that never landed is finished, never discarded (not even by --restart).
@@ -270,8 +287,10 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
   });
 
   /** Applies a change to our ramp document if we still own it and it still runs. */
-  const mine = async (change: (cur: RampDoc) => RampDoc): Promise<RampDoc> => {
+  const mine = async (change: (cur: RampDoc) => RampDoc, alreadyDone?: (cur: RampDoc) => boolean): Promise<RampDoc> => {
     const r = await routine(`updating the ramp state (${store.description})`, () => store.update<{ doc: RampDoc } | { stop: Stop }>((cur) => {
+      // This very change landed already (a retry after its reply was lost).
+      if (cur && cur.id === doc.id && alreadyDone?.(cur)) return { result: { doc: cur } };
       // Ended from elsewhere (`rollout rollback` also clears the owner): stopped, not a lost lease.
       if (cur && cur.id === doc.id && cur.phase !== 'running') return { result: { stop: new Stop('stopped', cur) } };
       if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: { stop: new Stop('lost-lease', cur) } };
@@ -281,6 +300,42 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     if ('stop' in r) throw r.stop;
     doc = { ...r.doc, version: r.doc.version + 1 };
     return doc;
+  };
+
+  /**
+   * Checked right before EVERY attempt of a flag write (inside the retried
+   * function, so a write retried for long never lands after the ramp was
+   * ended): the ramp is still ours and in one of `phases`, else Stop. Each
+   * check also refreshes the heartbeat, so the lease stays alive through long
+   * write retries. `storeDown`: what to do when the store cannot be read —
+   * 'fail' (a step write waits for the store: retried) or 'write' (a rollback
+   * goes ahead: the store being down must not hold it up).
+   */
+  const stillMine = async (phases: RampDoc['phase'][], storeDown: 'fail' | 'write'): Promise<void> => {
+    let r: { ok: true } | { stop: Stop };
+    try {
+      r = await store.update<{ ok: true } | { stop: Stop }>((cur) => {
+        if (cur && cur.id === doc.id && !phases.includes(cur.phase)) return { result: { stop: new Stop('stopped', cur) } };
+        if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: { stop: new Stop(cur && cur.id === doc.id && cur.phase !== 'running' && cur.phase !== 'rolling-back' ? 'stopped' : 'lost-lease', cur) } };
+        const now = Date.now();
+        return { next: { ...cur, owner: { ...cur.owner, heartbeatAt: now }, updatedAt: new Date(now).toISOString() }, result: { ok: true } };
+      });
+    } catch (err) {
+      if (storeDown === 'write') return;
+      throw err;
+    }
+    if ('stop' in r) throw new AbortError(r.stop);
+  };
+
+  /**
+   * Ended from elsewhere: record that this process has stopped writing (event
+   * `process-stopped`, detail = our lease id), so `rollout rollback`, which
+   * watches the flag for a late write, can stop watching early. Best effort.
+   */
+  const acknowledgeStop = async (): Promise<void> => {
+    await store
+      .update((cur) => (cur && cur.id === doc.id && cur.owner?.id !== me.id ? { next: withEvent(cur, { event: PROCESS_STOPPED_EVENT, detail: me.id }), result: null } : { result: null }))
+      .catch(() => {});
   };
 
   /** Persists the current readings, so the dashboard shows what the ramp decides on. */
@@ -332,9 +387,11 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       const current = await routine('reading the flag', () => flag.read());
       const bucketBy = plan.bucketBy ?? current.bucketBy;
       if (current.percent !== target || current.bucketBy !== bucketBy) {
-        // Still ours and still running right before the write (`rollout rollback` may have ended the ramp).
-        await mine((cur) => ({ ...cur, updatedAt: new Date().toISOString() }));
-        const w = await routine(`writing ${target}% to ${flag.description}`, () => flag.write({ percent: target, bucketBy, comment: `bifrost rollout ramp: ${describeStep(doc)}` }));
+        // Still ours and still running right before EVERY write attempt (`rollout rollback` may have ended the ramp meanwhile).
+        const w = await routine(`writing ${target}% to ${flag.description}`, async () => {
+          await stillMine(['running'], 'fail');
+          return flag.write({ percent: target, bucketBy, comment: `bifrost rollout ramp: ${describeStep(doc)}` });
+        });
         for (const n of w.notes) reporter.event(`note: ${n}`);
         for (const n of w.warnings ?? []) reporter.event(`warning: ${n}`);
       }
@@ -395,7 +452,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
           readings = evaluateGuards(summary, limits);
           const bad = breaches(readings);
           // The step's end: it passes only if Bifrost was actually seen (gateways read, traffic reached it).
-          if (stepDone && bad.length === 0) readings = [...readings, ...stepEndGuards(summary, target, window.lastFailures)];
+          if (stepDone && bad.length === 0) readings = [...readings, ...stepEndGuards(summary, target, window.lastFailures, { bucketBy, minRequests: plan.minRequests })];
           // A breach rolls back first: a store that is down must not hold the rollback up.
           if (breaches(readings).length > 0) return await rollBack(breaches(readings));
           await publishReadings(windowSince);
@@ -403,19 +460,24 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
         reporter.tick(view());
         if (stepDone) break;
       }
+      const passed = doc.stepIndex;
+      // Absolute, not cur + 1: a retried update (its reply lost) must not skip a step.
       await mine((cur) =>
-        withEvent({ ...cur, stepIndex: cur.stepIndex + 1, stepElapsedMs: 0, lastGoodPercent: target, updatedAt: new Date().toISOString() }, { event: 'step-passed', percent: target, detail: summarizeReadings(readings) }),
+        withEvent({ ...cur, stepIndex: passed + 1, stepElapsedMs: 0, lastGoodPercent: target, updatedAt: new Date().toISOString() }, { event: 'step-passed', percent: target, detail: summarizeReadings(readings) }),
       );
       reporter.event(`${target}% held for ${formatDuration(plan.intervalMs)}: ${summarizeReadings(readings)}`);
     }
-    const final = await mine((cur) =>
-      withEvent({ ...cur, phase: 'completed', owner: null, finishedAt: new Date().toISOString(), updatedAt: new Date().toISOString(), outcome: `completed at ${cur.percent}%` }, { event: 'completed', percent: cur.percent }),
+    const finishedAt = new Date().toISOString();
+    const final = await mine(
+      (cur) => withEvent({ ...cur, phase: 'completed', owner: null, finishedAt, updatedAt: finishedAt, outcome: `completed at ${cur.percent}%` }, { event: 'completed', percent: cur.percent }),
+      (cur) => cur.phase === 'completed' && cur.finishedAt === finishedAt,
     );
     reporter.done();
     return outcome('completed', final, `ramp completed: ${final.percent}% on Bifrost`);
   } catch (err) {
     reporter.done();
     if (err instanceof Stop) {
+      await acknowledgeStop();
       const d = err.doc ?? doc;
       if (err.kind === 'stopped') return outcome('stopped', d, `the ramp was ended from elsewhere (${d.outcome ?? d.phase}); this process stops without touching the flag`);
       return outcome('lost-lease', d, `this process lost the ramp's lease (${d ? describeOwner(d) : 'state gone'}); it stops without touching the flag`);
@@ -448,6 +510,8 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     try {
       const r = await routine(`recording the rollback (${store.description})`, () =>
         store.update<{ doc: RampDoc } | { stop: Stop }>((cur) => {
+          // Already recorded by this very update (retried after its reply was lost): done.
+          if (cur && cur.id === doc.id && cur.owner?.id === me.id && cur.phase === 'rolling-back' && sameRollback(cur.rollback, pending)) return { result: { doc: cur } };
           if (cur && cur.id === doc.id && cur.phase !== 'running') return { result: { stop: new Stop('stopped', cur) } };
           if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: { stop: new Stop('lost-lease', cur) } };
           const next = withEvent({ ...cur, phase: 'rolling-back', rollback: pending, breaches: bad, updatedAt: new Date().toISOString() }, { event: 'rolling-back', percent: to, detail: bad.map((b) => b.text).join('; ') });
@@ -472,17 +536,16 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       w = await retrying(
         `writing the rollback to ${to}%`,
         async () => {
-          // Stop if someone else took the ramp over meanwhile (`rollout rollback` ends it and writes 0% itself).
-          const cur = await store.read().catch(() => undefined); // the store being down must not stop the rollback
-          if (cur !== undefined && (!cur || cur.id !== doc.id || cur.owner?.id !== me.id || (cur.phase !== 'rolling-back' && cur.phase !== 'running'))) {
-            throw new AbortError(new Stop('stopped', cur));
-          }
+          // Before every attempt: stop if someone else took the ramp over meanwhile (`rollout rollback` ends it
+          // and writes 0% itself); refresh the heartbeat. The store being down must not stop the rollback.
+          await stillMine(['rolling-back', 'running'], 'write');
           return flag.write({ percent: to, bucketBy: plan.bucketBy ?? undefined, comment: `bifrost rollout ramp: guard breached at ${pending.from}%, rolled back to ${to}%` });
         },
         { forMs: deps.rollbackRetryMs ?? ROLLBACK_RETRY_MS, all: true, minWaitMs: deps.retryMinWaitMs, signal: deps.signal, onRetry },
       );
     } catch (err) {
       if (err instanceof Stop) {
+        await acknowledgeStop();
         const d = err.doc ?? doc;
         return outcome('stopped', d, `the ramp was ended from elsewhere (${d.outcome ?? d.phase}) while rolling back; this process stops without touching the flag`, { breaches: bad });
       }
@@ -500,21 +563,33 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     for (const n of w.warnings ?? []) reporter.event(`warning: ${n}`);
     const applyCheck = (await confirm(to, w.bucketBy)) ?? undefined;
     let final = doc;
+    let elsewhere: RampDoc | null = null;
     try {
-      final = await routine(`recording the rollback (${store.description})`, () =>
-        store.update<RampDoc>((cur) => {
-          // Ended meanwhile by `rollout rollback`: its record stands.
-          if (cur && cur.id === doc.id && cur.phase !== 'running' && cur.phase !== 'rolling-back') return { result: cur };
-          const base = cur && cur.id === doc.id ? cur : doc;
+      const r = await routine(`recording the rollback (${store.description})`, () =>
+        store.update<{ doc: RampDoc; elsewhere: boolean }>((cur) => {
+          // Recorded by this very update already (retried after its reply was lost).
+          if (cur && cur.id === doc.id && cur.phase === 'rolled-back' && sameRollback(cur.rollback, pending) && cur.outcome === pending.message) return { result: { doc: cur, elsewhere: false } };
+          // Only our own rollback is recorded: still ours, still going where we went. Anything else (`rollout rollback`
+          // ended it at 0%, another process took it over, the state was replaced) keeps its record.
+          const ours = cur && cur.id === doc.id && cur.owner?.id === me.id && (cur.phase === 'running' || (cur.phase === 'rolling-back' && cur.rollback?.to === pending.to));
+          if (!ours) return { result: { doc: cur ?? doc, elsewhere: true } };
+          const base = cur;
           const next = withEvent(
             { ...base, phase: 'rolled-back', percent: w.percent, breaches: bad, rollback: pending, owner: null, finishedAt: new Date().toISOString(), updatedAt: new Date().toISOString(), outcome: pending.message },
             { event: 'rolled-back', percent: w.percent, detail: bad.map((b) => b.text).join('; ') },
           );
-          return { next, result: next };
+          return { next, result: { doc: next, elsewhere: false } };
         }),
       );
+      final = r.doc;
+      if (r.elsewhere) elsewhere = r.doc;
     } catch (err) {
       reporter.event(`warning: the flag is at ${to}% but the ramp state could not be updated (${errorText(err)}); \`bifrost rollout ramp --resume\` records it`);
+    }
+    if (elsewhere) {
+      await acknowledgeStop();
+      // Not ours to record nor to drain: whoever ended it (`rollout rollback` re-checks the flag after a late write) drains.
+      return outcome('stopped', elsewhere, `the ramp was ended from elsewhere (${elsewhere.outcome ?? elsewhere.phase}) while rolling back to ${to}%; its record stands and this process stops`, { breaches: bad, applyCheck });
     }
     let drain: RampOutcome['drain'];
     if (deps.admin) {

@@ -102,7 +102,9 @@ describe('bifrost rollout ramp when Bifrost is down', () => {
       expect(out.applied).toEqual([50]);
       const fallback = out.breaches.find((b) => b.guard === 'bifrost-fallbacks');
       expect(fallback, JSON.stringify(out.breaches)).toBeDefined();
-      expect(fallback!.text).toMatch(/^\d+ of \d+ sockets routed to Bifrost fell back to Sync or 503 because no Bifrost node was usable \(no_eligible_node ×\d+/);
+      // Every Bifrost decision falls back: once there are --min-requests (3) fallbacks the rate (over Godserver and
+      // socket decisions, so about 50% in proxied mode, each client being decided twice) is far over 1%.
+      expect(fallback!.text).toMatch(/^\d+ of \d+ Bifrost routing decisions \(Godserver and socket\) fell back to Sync or 503 because no Bifrost node was usable \(no_eligible_node ×\d+/);
     } finally {
       expect(await stopClients()).toBeGreaterThan(0);
     }

@@ -22,6 +22,8 @@ import type { FlagRollout, FlagTarget, FlagWrite, FlagWriteResult } from '../../
 import { SHIM_SOURCE, type Scrape } from '../../cli/rollout/metrics-window.ts';
 import { PlainRampReporter } from '../../cli/rollout/progress-bar.ts';
 import type { RampPlan } from '../../cli/rollout/ramp-plan.ts';
+import { withEvent, type RampDoc } from '../../cli/rollout/ramp-state.ts';
+import type { RampDecision, RampStore } from '../../cli/rollout/ramp-store.ts';
 import { rollbackTarget, runRamp, type RampDeps } from '../../cli/rollout/ramp-runner.ts';
 import { FileRampStore } from '../../cli/rollout/ramp-store-file.ts';
 import { cleanEnv, runBifrost } from '../support/cli-stack.ts';
@@ -230,7 +232,7 @@ describe('a ramp only moves forward', () => {
   it('never rolls back above the breaching step, whatever --rollback-to says', async () => {
     expect(rollbackTarget({ rollbackTo: 30 }, 0, 10)).toMatchObject({ to: 0 });
     expect(rollbackTarget({ rollbackTo: 5 }, 0, 10)).toEqual({ to: 5, why: '--rollback-to' });
-    expect(rollbackTarget({ rollbackTo: null }, 40, 25)).toMatchObject({ to: 25 });
+    expect(rollbackTarget({ rollbackTo: null }, 40, 25)).toMatchObject({ to: 0 });
     const t = await setup(2);
     const out = await runRamp({ plan: plan({ steps: [10], rollbackTo: 30 }), resume: false, restart: false }, t.deps(t.file, () => 'bad'));
     expect(out.kind).toBe('rolled-back');
@@ -277,4 +279,164 @@ describe('bifrost rollout rollback and the shim', () => {
     expect(t.shim.drains).toHaveLength(0);
     expect((await readRollout(t.flagsFile)).percent).toBe(0);
   }, 120_000);
+});
+
+/** A flag target that runs `before` ahead of each write attempt and `after` once one landed (or failed: `fail`). */
+class HookedFlag implements FlagTarget {
+  readonly kind = 'file' as const;
+  readonly description: string;
+  readonly file: string;
+  writes: number[] = [];
+  last = -1;
+  constructor(
+    private readonly inner: FileFlagTarget,
+    private readonly hooks: { fail?: (percent: number, attempt: number) => boolean; before?: (percent: number, attempt: number) => Promise<void>; after?: (percent: number, attempt: number) => Promise<void> } = {},
+  ) {
+    this.description = inner.description;
+    this.file = inner.file;
+  }
+  read(): Promise<FlagRollout> {
+    return this.inner.read();
+  }
+  async write(change: FlagWrite): Promise<FlagWriteResult> {
+    this.writes.push(change.percent);
+    const attempt = this.writes.filter((p) => p === change.percent).length;
+    await this.hooks.before?.(change.percent, attempt);
+    if (this.hooks.fail?.(change.percent, attempt)) throw Object.assign(new Error(`write of ${change.percent}% failed: connect ETIMEDOUT`), { code: 'ETIMEDOUT' });
+    const r = await this.inner.write(change);
+    this.last = change.percent;
+    await this.hooks.after?.(change.percent, attempt);
+    return r;
+  }
+}
+
+/** What `bifrost rollout rollback` does first: the ramp "rolling back to 0%", no owner. */
+const endFromElsewhere = (store: RampStore) =>
+  store.update((cur) => {
+    if (!cur || (cur.phase !== 'running' && cur.phase !== 'rolling-back')) return { result: null };
+    const now = new Date();
+    return { next: withEvent({ ...cur, phase: 'rolling-back', owner: null, rollback: { to: 0, from: cur.percent, message: 'rolled back to 0% by `bifrost rollout rollback` (test)', decidedAt: now.toISOString() } }, { event: 'rolling-back', percent: 0, detail: 'by test' }, now), result: null };
+  });
+
+/** A store whose update lands but whose reply is lost (a transient error) when `lose(doc written)` says so. */
+class LostReplyStore implements RampStore {
+  lost: string[] = [];
+  constructor(
+    private readonly inner: RampStore,
+    private readonly lose: (written: RampDoc) => string | null,
+  ) {}
+  get description() {
+    return this.inner.description;
+  }
+  read() {
+    return this.inner.read();
+  }
+  async update<T>(decide: (current: RampDoc | null) => RampDecision<T>): Promise<T> {
+    let written: RampDoc | undefined;
+    const r = await this.inner.update((cur) => {
+      const d = decide(cur);
+      written = d.next;
+      return d;
+    });
+    const what = written && this.lose(written);
+    if (what && !this.lost.includes(what)) {
+      this.lost.push(what);
+      throw Object.assign(new Error(`reply lost (${what})`), { code: 'ECONNRESET' });
+    }
+    return r;
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+describe('a ramp ended from elsewhere while it writes', () => {
+  it('checks ownership before every attempt of a step write (and keeps its heartbeat fresh), so a retried write never lands after `rollout rollback`', async () => {
+    const t = await setup(0, 20);
+    const heartbeats: number[] = [];
+    const flag = new HookedFlag(t.file, {
+      fail: (p, attempt) => p === 20 && attempt <= 3,
+      before: async (p, attempt) => {
+        if (p !== 20) return;
+        heartbeats.push((await t.store.read())!.owner?.heartbeatAt ?? -1);
+        if (attempt === 2) {
+          await endFromElsewhere(t.store);
+          await t.file.write({ percent: 0, comment: 'rollback' });
+        }
+      },
+    });
+    const out = await runRamp({ plan: plan({ steps: [10, 20], intervalMs: 300 }), resume: false, restart: false }, t.deps(flag, () => 'good'));
+    expect(out.kind, out.message).toBe('stopped');
+    expect(out.message).toMatch(/ended from elsewhere/);
+    expect(flag.writes).toEqual([10, 20, 20]); // no attempt after the ramp was ended
+    expect((await readRollout(t.flagsFile)).percent).toBe(0);
+    // Each attempt refreshed the lease's heartbeat (the tick loop does not run during a write's retries).
+    expect(heartbeats[1]!).toBeGreaterThan(heartbeats[0]!);
+    expect((await t.store.read())!.history.some((e) => e.event === 'process-stopped')).toBe(true);
+  });
+
+  it("does not overwrite `rollout rollback`'s record with its own rollback (ended while it was rolling back)", async () => {
+    const t = await setup(0, 20);
+    const flag: HookedFlag = new HookedFlag(t.file, {
+      after: async (p) => {
+        if (p === 10 && flag.writes.filter((x) => x === 10).length === 2) await endFromElsewhere(t.store); // the rollback's write landed
+      },
+    });
+    const out = await runRamp({ plan: plan({ steps: [10, 25], intervalMs: 300 }), resume: false, restart: false }, t.deps(flag, () => (flag.last >= 25 ? 'bad' : 'good')));
+    expect(flag.writes).toEqual([10, 25, 10]);
+    expect(out.kind, out.message).toBe('stopped');
+    expect(out.message).toMatch(/ended from elsewhere .*while rolling back to 10%/);
+    expect(await t.store.read()).toMatchObject({ phase: 'rolling-back', rollback: { to: 0 }, owner: null });
+  });
+});
+
+describe('`rollout rollback` and a late write by the ramp it ended', () => {
+  it('re-reads the flag even when the ramp looked dead, and writes 0% again after a late step write', async () => {
+    const t = await setup(0, 20);
+    let rollback: ReturnType<typeof runBifrost> | undefined;
+    const flag = new HookedFlag(t.file, {
+      before: async (p) => {
+        if (p !== 25 || rollback) return;
+        // This attempt passed its ownership check; now it stalls (no heartbeat for a minute: the lease looks dead)…
+        await t.store.update((cur) => ({ next: { ...cur!, owner: { ...cur!.owner!, heartbeatAt: Date.now() - 60_000 } }, result: null }));
+        // …while `rollout rollback` ends the ramp and writes 0%; then the stalled write lands.
+        rollback = runBifrost(['rollout', 'rollback', '--json', '--flags-file', t.flagsFile, '--ramp-file', t.store.file, '--admin-url', t.shim.url, '--apply-timeout', '2s'], { cwd: dir, env: cleanEnv() });
+        const until = Date.now() + 30_000;
+        while ((await readRollout(t.flagsFile)).percent !== 0 || (await t.store.read())?.phase === 'running') {
+          if (Date.now() > until) throw new Error('rollout rollback did not write 0%');
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      },
+    });
+    const out = await runRamp({ plan: plan({ steps: [25], intervalMs: 60_000 }), resume: false, restart: false }, t.deps(flag, () => 'good', { host: 'another-host' }));
+    expect(out.kind, out.message).toBe('stopped');
+    const r = await rollback!;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: the ramp's process wrote 25% after the rollback; writing 0% again/);
+    expect((await readRollout(t.flagsFile)).percent).toBe(0);
+    expect(await t.store.read()).toMatchObject({ phase: 'rolled-back', percent: 0 });
+  }, 120_000);
+});
+
+describe('store updates retried after a lost reply', () => {
+  it('taking the lease and recording the rollback are done once, not refused or stopped by their own first write', async () => {
+    const t = await setup(0, 20);
+    const store = new LostReplyStore(t.store, (d) => (d.history.length === 1 ? 'lease' : d.phase === 'rolling-back' ? 'rollback' : null));
+    const out = await runRamp({ plan: plan({ steps: [10] }), resume: false, restart: false }, t.deps(t.file, () => 'bad', { store }));
+    expect(store.lost).toEqual(['lease', 'rollback']);
+    expect(out.kind, out.message).toBe('rolled-back');
+    expect((await readRollout(t.flagsFile)).percent).toBe(0);
+    expect(await t.store.read()).toMatchObject({ phase: 'rolled-back', percent: 0, owner: null });
+  });
+});
+
+describe('a breach at a first step equal to the current percentage', () => {
+  it('rolls back below it (to 0%), not "back" to the same percentage', async () => {
+    const t = await setup(10);
+    const out = await runRamp({ plan: plan({ steps: [10, 20] }), resume: false, restart: false }, t.deps(t.file, () => 'bad'));
+    expect(out.kind, out.message).toBe('rolled-back');
+    expect(out.rolledBackTo).toBe(0);
+    expect(out.message).toMatch(/^rolled back to 0% \(the last good step 10% is not below the breaching 10%\)/);
+    expect((await readRollout(t.flagsFile)).percent).toBe(0);
+  });
 });

@@ -5,7 +5,7 @@ import { MetricsWindow, SHIM_SOURCE, SYNC_SOURCE, defaultSyncMetricsUrl, isError
 import { breachesWithBaseline, evaluateGuards, requestBaseline, stepEndGuards, summarizeReadings } from '../../cli/rollout/ramp-guards.ts';
 import { CliError } from '../../cli/output.ts';
 import { LaunchDarklyError } from '../../cli/rollout/launchdarkly-rest.ts';
-import { TransientError, isTransient } from '../../cli/rollout/retry.ts';
+import { TransientError, isTransient, retrying } from '../../cli/rollout/retry.ts';
 import { parsePrometheusText } from '../../cli/migration/prometheus-text.ts';
 
 const GW = 'http://127.0.0.1:8080';
@@ -263,6 +263,7 @@ describe('evaluateGuards with a Sync baseline (requests and p99)', () => {
 
 describe('guards that see a Bifrost that is down', () => {
   const limits = { maxErrorRate: 0.01, maxP99Ms: 250, minRequests: 20 };
+  const byUser = { bucketBy: 'user' as const, minRequests: 20 };
   const scrape = (n: number, gw: 'ok' | 'down'): Scrape => ({
     at: n * 1000,
     sources: new Map([
@@ -283,32 +284,76 @@ describe('guards that see a Bifrost that is down', () => {
     shimMode: 'proxied',
   });
 
-  it('counts fallbacks to Sync as a breach, without a --min-requests floor', () => {
+  it('counts fallbacks to Sync as a breach once there are --min-requests events (a dead Bifrost trips it)', () => {
     const w = new MetricsWindow();
     w.add(scrape(1, 'ok'));
     w.add(scrape(2, 'ok'));
-    const r = evaluateGuards(w.summary(), limits).find((x) => x.guard === 'bifrost-fallbacks')!;
+    // 3 fallbacks among 3 decisions: below --min-requests 20, shown but not judged.
+    const few = evaluateGuards(w.summary(), limits).find((x) => x.guard === 'bifrost-fallbacks')!;
+    expect(few).toMatchObject({ breached: false, value: null, events: 3 });
+    expect(few.text).toBe('3 fallback(s) to Sync or 503 among 3 Bifrost routing decisions (fewer than 20: not judged)');
+    const r = evaluateGuards(w.summary(), { ...limits, minRequests: 3 }).find((x) => x.guard === 'bifrost-fallbacks')!;
     expect(r).toMatchObject({ breached: true, value: 1, events: 3 });
-    expect(r.text).toBe('3 of 3 sockets routed to Bifrost fell back to Sync or 503 because no Bifrost node was usable (no_eligible_node ×3; 100.0%) > limit 1.00%');
+    expect(r.text).toBe('3 of 3 Bifrost routing decisions (Godserver and socket) fell back to Sync or 503 because no Bifrost node was usable (no_eligible_node ×3; 100.0%) > limit 1.00%');
     // The other guards had nothing to judge: before, that was a green step.
-    expect(evaluateGuards(w.summary(), limits).filter((x) => x.breached).map((x) => x.guard)).toEqual(['bifrost-fallbacks']);
+    expect(evaluateGuards(w.summary(), { ...limits, minRequests: 3 }).filter((x) => x.breached).map((x) => x.guard)).toEqual(['bifrost-fallbacks']);
+  });
+
+  it('does not breach on a single fallback, and divides by Godserver and socket decisions (the counter has no path label)', () => {
+    const at = (n: number, godserver: number, socket: number, fallbacks: number): Scrape => ({
+      at: n * 1000,
+      sources: new Map([
+        [
+          SHIM_SOURCE,
+          parsePrometheusText(
+            [
+              `bifrost_shim_decisions_total{route="bifrost",reason="flag",source="godserver"} ${godserver}`,
+              `bifrost_shim_decisions_total{route="bifrost",reason="flag",source="socket"} ${socket}`,
+              `bifrost_shim_decisions_total{route="sync",reason="flag",source="godserver"} ${godserver * 10}`,
+              `bifrost_shim_fallbacks_total{reason="no_eligible_node",action="sync"} ${fallbacks}`,
+            ].join('\n'),
+          ),
+        ],
+      ]),
+      failures: [],
+      gateways: [],
+      shimMode: 'direct',
+    });
+    const one = new MetricsWindow();
+    one.add(at(1, 0, 0, 0));
+    one.add(at(2, 1, 0, 1)); // direct mode: one Godserver-path fallback, no socket decision at all
+    expect(evaluateGuards(one.summary(), limits).find((x) => x.guard === 'bifrost-fallbacks')).toMatchObject({ breached: false, value: null, events: 1 });
+    const many = new MetricsWindow();
+    many.add(at(1, 0, 0, 0));
+    many.add(at(2, 100, 0, 30)); // 30 Godserver-path fallbacks of 100 Bifrost decisions: 30 %
+    expect(evaluateGuards(many.summary(), limits).find((x) => x.guard === 'bifrost-fallbacks')).toMatchObject({ breached: true, value: 0.3, events: 100 });
+    const rare = new MetricsWindow();
+    rare.add(at(1, 0, 0, 0));
+    rare.add(at(2, 1000, 1000, 1)); // 1 of 2000 decisions: within 1 %
+    expect(evaluateGuards(rare.summary(), limits).find((x) => x.guard === 'bifrost-fallbacks')).toMatchObject({ breached: false, value: 0.0005, events: 2000 });
   });
 
   it('does not pass a step whose gateways could not be read, nor one where Bifrost saw nothing while Sync took the traffic', () => {
     const w = new MetricsWindow();
     w.add(scrape(1, 'down'));
     w.add(scrape(10, 'down'));
-    const end = stepEndGuards(w.summary(), 50, w.lastFailures);
+    const end = stepEndGuards(w.summary(), 50, w.lastFailures, byUser);
     expect(end.map((r) => r.guard)).toEqual(['gateway-metrics-unavailable', 'bifrost-no-traffic']);
     expect(end[0]!.text).toBe("no Bifrost gateway's /metrics could be read during the step (http://gw: connect ECONNREFUSED 127.0.0.1:1): request errors and p99 were not judged, so the step does not pass");
     expect(end[1]!.text).toMatch(/^Bifrost took no socket and no request during the step while Sync took 54 upgrades: at 50% about 54 should have reached Bifrost/);
     // At 1 % with 54 Sync upgrades about 0.5 were expected on Bifrost: seeing none is normal.
-    expect(stepEndGuards(w.summary(), 1, w.lastFailures).map((r) => r.guard)).toEqual(['gateway-metrics-unavailable']);
+    expect(stepEndGuards(w.summary(), 1, w.lastFailures, byUser).map((r) => r.guard)).toEqual(['gateway-metrics-unavailable']);
+    // At 25 % about 18 were expected: below the floor of 20, not judged.
+    expect(stepEndGuards(w.summary(), 25, w.lastFailures, byUser).map((r) => r.guard)).toEqual(['gateway-metrics-unavailable']);
+    // Nor above a larger --min-requests.
+    expect(stepEndGuards(w.summary(), 50, w.lastFailures, { bucketBy: 'user', minRequests: 100 }).map((r) => r.guard)).toEqual(['gateway-metrics-unavailable']);
+    // Bucketing by team: upgrades say nothing about how many teams should be on Bifrost.
+    expect(stepEndGuards(w.summary(), 50, w.lastFailures, { bucketBy: 'team', minRequests: 20 }).map((r) => r.guard)).toEqual(['gateway-metrics-unavailable']);
     // Gateways read, Bifrost seen: the step passes.
     const ok = new MetricsWindow();
     ok.add(scrape(1, 'ok'));
     ok.add({ ...scrape(2, 'ok'), sources: new Map([...scrape(2, 'ok').sources, [SHIM_SOURCE, parsePrometheusText('bifrost_shim_upgrades_total{backend="bifrost",outcome="ok"} 5\nbifrost_shim_upgrades_total{backend="sync",outcome="ok"} 12\n')]]) });
-    expect(stepEndGuards(ok.summary(), 50, ok.lastFailures)).toEqual([]);
+    expect(stepEndGuards(ok.summary(), 50, ok.lastFailures, byUser)).toEqual([]);
   });
 });
 
@@ -320,5 +365,22 @@ describe('what is retried', () => {
     expect(isTransient(new CliError('corrupt', 2))).toBe(false);
     expect(isTransient(Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' }))).toBe(false);
     expect(isTransient(new LaunchDarklyError('401', 401, 2))).toBe(false); // and the client already retried its 5xx
+  });
+
+  it('starts no attempt after forMs: each wait is cut to the time left', async () => {
+    const starts: number[] = [];
+    const t0 = Date.now();
+    const err = await retrying(
+      'a blip',
+      async () => {
+        starts.push(Date.now() - t0);
+        throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+      },
+      { forMs: 500, minWaitMs: 200, maxWaitMs: 10_000 },
+    ).catch((e: Error) => e);
+    expect((err as Error).message).toBe('connect ECONNREFUSED');
+    expect(starts.length).toBeGreaterThanOrEqual(2);
+    for (const at of starts) expect(at).toBeLessThan(500 + 25);
+    expect(Date.now() - t0).toBeLessThan(500 + 100);
   });
 });

@@ -6,6 +6,7 @@ import { rampFraction, renderRampLine } from '../../cli/rollout/progress-bar.ts'
 import { describePlan, formatDuration, parseInterval, parseRate, parseSteps, samePlan, type RampPlan } from '../../cli/rollout/ramp-plan.ts';
 import { leaseAlive, timeLeftMs, withEvent, HISTORY_LIMIT, type RampDoc } from '../../cli/rollout/ramp-state.ts';
 import { CliError } from '../../cli/output.ts';
+import { rollbackTarget } from '../../cli/rollout/ramp-runner.ts';
 import { processIdentity } from '../../cli/pid.ts';
 
 const plan: RampPlan = { steps: [1, 5, 25], intervalMs: 600_000, maxErrorRate: 0.01, maxP99Ms: 250, rollbackTo: null, minRequests: 20, bucketBy: null };
@@ -111,5 +112,17 @@ describe('ramp progress line', () => {
       { unicode: false, colors, width: 12 },
     );
     expect(line).toMatch(/step 3\/3 25% · done in 7m30s · .* · p99 41ms$/);
+  });
+});
+
+describe('where a breach rolls back to', () => {
+  it('always strictly below the breaching step: --rollback-to if below, else the last good step if below, else 0%', () => {
+    expect(rollbackTarget({ rollbackTo: 5 }, 2, 10)).toEqual({ to: 5, why: '--rollback-to' });
+    expect(rollbackTarget({ rollbackTo: null }, 2, 10)).toEqual({ to: 2, why: 'last good step' });
+    expect(rollbackTarget({ rollbackTo: 30 }, 2, 10)).toEqual({ to: 2, why: 'last good step; --rollback-to 30% is not below the breaching 10%' });
+    // A first step equal to the percentage the ramp started from: its "last good" is the breaching step itself.
+    expect(rollbackTarget({ rollbackTo: null }, 10, 10)).toEqual({ to: 0, why: 'the last good step 10% is not below the breaching 10%' });
+    expect(rollbackTarget({ rollbackTo: 10 }, 10, 10)).toEqual({ to: 0, why: '--rollback-to 10% is not below the breaching 10%; the last good step 10% is not below the breaching 10%' });
+    expect(rollbackTarget({ rollbackTo: null }, 40, 25).to).toBe(0);
   });
 });
