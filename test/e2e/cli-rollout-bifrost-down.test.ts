@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_TOKEN_SECRET, signAccessToken } from '../../gateway/token.ts';
 import { connectSocketIo4Client } from '../support/legacy-clients.ts';
 import { freePort } from '../support/redis-server.ts';
-import { cleanEnv, json, killAll, runBifrost, spawnBifrost, waitFor, type Running } from '../support/cli-stack.ts';
+import { cleanEnv, json, killAll, readyJson, runBifrost, spawnBifrost, type Running } from '../support/cli-stack.ts';
 
 let dir: string;
 let sync: Running;
@@ -23,21 +23,6 @@ let shim: Running;
 let syncUrl: string;
 let shimInfo: { url: string; adminUrl: string };
 let env: NodeJS.ProcessEnv;
-
-function readyJson<T>(r: Running, what: string): Promise<T> {
-  const ready = waitFor<T>(
-    what,
-    () => {
-      const out = r.stdout();
-      const end = out.indexOf('}\n');
-      return end >= 0 ? (JSON.parse(out.slice(out.indexOf('{'), end + 1)) as T) : undefined;
-    },
-    90_000,
-  );
-  const died = r.exited.then(({ code }) => Promise.reject(new Error(`${what} exited ${code}: ${r.stderr()}`)));
-  died.catch(() => {});
-  return Promise.race([ready, died]);
-}
 
 async function stop(r: Running | undefined): Promise<void> {
   if (!r || r.child.exitCode !== null || r.child.signalCode !== null) return;

@@ -6,19 +6,19 @@
  * (in-process: the CLI has no timeout flag), and the refusal to start in
  * proxied mode on a wildcard address without a public URL.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLAG_KEY, buildFlag, writeFileAtomic, writeRollout } from '../../proxy/flags-file.ts';
 import { startShim } from '../../proxy/shim.ts';
 import { silentLogger } from '../support/silent-logger.ts';
+import { BIN, readyJson, spawnBifrost, type Running } from '../support/cli-stack.ts';
+import { freePort } from '../support/redis-server.ts';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/bifrost.mjs');
 const PUBLIC_URL = 'http://shim.example.test:3000';
 const ADMIN = 'resilience-admin';
 
@@ -79,9 +79,9 @@ function init(shimUrl: string, token: string): Promise<{ status: number; route: 
 
 let dir: string;
 let godserver: Awaited<ReturnType<typeof startStubGodserver>>;
-let child: ChildProcess;
+let running: Running | undefined;
 let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-let stderr = '';
+const stderr = () => running?.stderr() ?? '';
 /** Where the test reaches the shim (its public URL names a host clients would resolve). */
 let shim: { url: string; adminUrl: string };
 let flagsFile: string;
@@ -92,41 +92,21 @@ beforeAll(async () => {
   await writeRollout(flagsFile, { percent: 100, bucketBy: 'user' });
   godserver = await startStubGodserver();
   // The shim prints its public URL (a name clients would resolve): pick the port to reach it locally.
-  const port = await new Promise<number>((r) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as net.AddressInfo).port;
-      probe.close(() => r(p));
-    });
-  });
-  child = spawn(
-    process.execPath,
-    [BIN, 'shim', '--godserver', godserver.url, '--sync', godserver.url, '--bifrost', 'http://127.0.0.1:9', '--port', String(port), '--admin-port', '0', '--host', '127.0.0.1', '--public-url', PUBLIC_URL, '--flags-file', flagsFile, '--json'],
-    { env: { ...process.env, BIFROST_ADMIN_TOKEN: ADMIN, BIFROST_TOKEN_SECRET: 'resilience-secret', LOG_LEVEL: 'error' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  const port = await freePort();
+  running = spawnBifrost(
+    ['shim', '--godserver', godserver.url, '--sync', godserver.url, '--bifrost', 'http://127.0.0.1:9', '--port', String(port), '--admin-port', '0', '--host', '127.0.0.1', '--public-url', PUBLIC_URL, '--flags-file', flagsFile, '--json'],
+    { cwd: dir, env: { ...process.env, BIFROST_ADMIN_TOKEN: ADMIN, BIFROST_TOKEN_SECRET: 'resilience-secret', LOG_LEVEL: 'error' }, longLived: true },
   );
-  child.stderr!.on('data', (d) => (stderr += d));
-  child.once('exit', (code, signal) => (exit = { code, signal }));
-  shim = await new Promise((resolveInfo, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error('shim did not start')), 60_000);
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const end = out.indexOf('}\n');
-      if (end >= 0) {
-        clearTimeout(t);
-        const info = JSON.parse(out.slice(out.indexOf('{'), end + 1)) as { url: string; adminUrl: string };
-        expect(info.url).toBe(PUBLIC_URL);
-        resolveInfo({ url: `http://127.0.0.1:${port}`, adminUrl: info.adminUrl });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`shim exited ${code}: ${stderr}`)));
-  });
+  void running.exited.then((e) => (exit = e));
+  const info = await readyJson<{ url: string; adminUrl: string }>(running, 'bifrost shim');
+  expect(info.url).toBe(PUBLIC_URL);
+  shim = { url: `http://127.0.0.1:${port}`, adminUrl: info.adminUrl };
 }, 90_000);
 
 afterAll(async () => {
-  if (child && !exit) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
+  if (running && !exit) {
+    running.child.kill('SIGKILL');
+    await running.exited;
   }
   await godserver?.close();
   await rm(dir, { recursive: true, force: true });
@@ -134,7 +114,7 @@ afterAll(async () => {
 
 /** The shim process is still up and answers a normal init, rewritten. */
 async function stillServing(user: string): Promise<void> {
-  expect(exit, `the shim exited: ${stderr}`).toBeUndefined();
+  expect(exit, `the shim exited: ${stderr()}`).toBeUndefined();
   const ok = await init(shim.url, `ok-${user}`);
   expect(ok.status).toBe(200);
   expect(JSON.parse(ok.body).syncserver_url).toMatch(/^http:\/\/shim\.example\.test:3000\/\?bf_route=v1\./);
@@ -191,7 +171,7 @@ describe('bifrost shim against a misbehaving Godserver (real process)', () => {
       await new Promise((r) => setTimeout(r, 50));
       after = await rollout();
     }
-    expect(exit, `the shim exited: ${stderr}`).toBeUndefined();
+    expect(exit, `the shim exited: ${stderr()}`).toBeUndefined();
     expect(after.flagReloads.errors).toBe(before.flagReloads.errors + 1);
     expect(after.flagReloads.lastError).toContain('rules[0] must be an object');
     // Still 100% (the last good flags), not the 0% of the refused file.

@@ -11,7 +11,10 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startShim, type ShimHandle } from '../../proxy/shim.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startShim, type ShimHandle, type ShimOptions } from '../../proxy/shim.ts';
 import { FLAG_KEY, buildFlag } from '../../proxy/flags-file.ts';
 
 interface FakeLd {
@@ -101,7 +104,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function shimAgainst(ld: FakeLd, log: pino.Logger, extraSdk: Record<string, unknown> = {}): Promise<ShimHandle> {
+/** A shim in front of a stub Godserver, its flags from `flags` (LaunchDarkly SDK options or a flags file). */
+async function shimWith(flags: Pick<ShimOptions, 'ldSdkKey' | 'ldSdkOptions' | 'flagsFile' | 'flagsStartTimeoutMs'>, log: pino.Logger): Promise<ShimHandle> {
   const godserver = await startGodserver();
   cleanups.push(godserver.close);
   const shim = await startShim({
@@ -113,13 +117,22 @@ async function shimAgainst(ld: FakeLd, log: pino.Logger, extraSdk: Record<string
     bifrostUrls: [],
     tokenSecret: 'status-test-secret',
     adminToken: 'status-admin',
-    ldSdkKey: 'sdk-invalid-key',
-    ldSdkOptions: { baseUri: ld.url, streamUri: ld.url, eventsUri: ld.url, sendEvents: false, diagnosticOptOut: true, ...extraSdk },
-    flagsStartTimeoutMs: 1000,
+    ...flags,
     log,
   });
   cleanups.push(() => shim.close());
   return shim;
+}
+
+function shimAgainst(ld: FakeLd, log: pino.Logger, extraSdk: Record<string, unknown> = {}): Promise<ShimHandle> {
+  return shimWith(
+    {
+      ldSdkKey: 'sdk-invalid-key',
+      ldSdkOptions: { baseUri: ld.url, streamUri: ld.url, eventsUri: ld.url, sendEvents: false, diagnosticOptOut: true, ...extraSdk },
+      flagsStartTimeoutMs: 1000,
+    },
+    log,
+  );
 }
 
 async function metric(shim: ShimHandle, line: string): Promise<number | undefined> {
@@ -219,26 +232,9 @@ describe('flag source status', () => {
   }, 20_000);
 
   it('the flags file: ready at once, /readyz 200', async () => {
-    const godserver = await startGodserver();
-    cleanups.push(godserver.close);
-    const { mkdtemp, rm } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
     const dir = await mkdtemp(join(tmpdir(), 'bifrost-status-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const shim = await startShim({
-      port: 0,
-      adminPort: 0,
-      host: '127.0.0.1',
-      godserverUrl: godserver.url,
-      syncUrl: godserver.url,
-      bifrostUrls: [],
-      tokenSecret: 'status-test-secret',
-      adminToken: 'status-admin',
-      flagsFile: join(dir, 'flags.json'),
-      log: pino({ level: 'silent' }),
-    });
-    cleanups.push(() => shim.close());
+    const shim = await shimWith({ flagsFile: join(dir, 'flags.json') }, pino({ level: 'silent' }));
     const ready = await fetch(`${shim.adminUrl}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ ready: true, flagSource: { state: 'ready', ready: true, error: null } });

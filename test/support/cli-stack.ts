@@ -61,6 +61,22 @@ export function spawnBifrost(args: string[], opts: { cwd: string; env?: NodeJS.P
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
+/** The first JSON object a long-lived `bifrost … --json` child prints (its start-up info); rejects if it exits first. */
+export function readyJson<T>(r: Running, what: string, timeoutMs = 90_000): Promise<T> {
+  const ready = waitFor<T>(
+    what,
+    () => {
+      const out = r.stdout();
+      const end = out.indexOf('}\n');
+      return end >= 0 ? (JSON.parse(out.slice(out.indexOf('{'), end + 1)) as T) : undefined;
+    },
+    timeoutMs,
+  );
+  const died = r.exited.then(({ code }) => Promise.reject(new Error(`${what} exited ${code}: ${r.stderr()}`)));
+  died.catch(() => {});
+  return Promise.race([ready, died]);
+}
+
 /** Runs one CLI command to its end. */
 export async function runBifrost(args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult> {
   const r = spawnBifrost(args, opts);
