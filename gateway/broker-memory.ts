@@ -48,17 +48,12 @@ export function newEpoch(): string {
   return epochPool.toString('hex', epochPos - EPOCH_BYTES, epochPos);
 }
 
-export interface MemoryBrokerOptions extends BrokerOptions {
-  /** How long a topic's stream (its epoch and position) lives without publishes, ms; as the Redis broker's key TTL. Default 24 h. */
-  streamKeyTtlMs?: number;
-}
-
 /** Expired streams and idempotency keys are looked for at most this often, ms. */
 const SWEEP_INTERVAL_MS = 60_000;
 
 export class MemoryBroker implements Broker {
   readonly kind = 'memory' as const;
-  private readonly opts: Required<MemoryBrokerOptions>;
+  private readonly opts: Required<BrokerOptions>;
   private lastSweep = Date.now();
   private readonly streams = new Map<string, TopicStream>();
   private readonly handlers = new Map<string, Set<PublicationHandler>>();
@@ -67,8 +62,8 @@ export class MemoryBroker implements Broker {
   private readonly services = new Map<string, ServiceDefinition>();
   private readonly nodes = new Map<string, { info: NodeInfo; expires: number }>();
 
-  constructor(opts: MemoryBrokerOptions = {}) {
-    this.opts = { ...BROKER_DEFAULTS, streamKeyTtlMs: 24 * 3600_000, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
+  constructor(opts: BrokerOptions = {}) {
+    this.opts = { ...BROKER_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
   }
 
   private stream(topic: string): TopicStream {

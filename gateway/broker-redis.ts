@@ -16,6 +16,7 @@
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { newEpoch } from './broker-memory.ts';
+import { withTimeout } from './with-timeout.ts';
 import {
   BROKER_DEFAULTS,
   BrokerUnavailableError,
@@ -118,8 +119,6 @@ export interface RedisBrokerOptions extends BrokerOptions {
   /** Sentinel-managed Redis: `host:port` list and master name. */
   sentinels?: { host: string; port: number }[];
   sentinelName?: string;
-  /** How long a stream key lives without publishes, ms. Default 24 h. */
-  streamKeyTtlMs?: number;
   /** A Redis command not answered within this time fails (publish → 503), ms. Default 5000. */
   commandTimeoutMs?: number;
   /**
@@ -137,15 +136,6 @@ export interface RedisBrokerOptions extends BrokerOptions {
 type Entry = [string, string[]];
 
 /** Rejects with `message` when `p` has not settled within `ms` (the timer does not hold the process). */
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-    timer.unref();
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 function fieldsOf(fields: string[]): { v: string; d: string } {
   let v = '';
   let d = 'null';
@@ -163,7 +153,7 @@ const CONTROL_TYPES: ReadonlySet<string> = new Set(['subscribe', 'unsubscribe', 
  * control channel can send anything, and every node would act on it: the
  * shape is checked before any handler sees it.
  */
-export function isControlMessage(m: unknown): m is ControlMessage {
+function isControlMessage(m: unknown): m is ControlMessage {
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return false;
   const r = m as Record<string, unknown>;
   if (typeof r.type !== 'string' || !CONTROL_TYPES.has(r.type)) return false;
@@ -229,7 +219,6 @@ export class RedisBroker implements Broker {
   constructor(o: RedisBrokerOptions = {}) {
     this.opts = {
       ...BROKER_DEFAULTS,
-      streamKeyTtlMs: 24 * 3600_000,
       commandTimeoutMs: 5000,
       minReplicas: o.sentinels?.length ? 1 : 0,
       replicaAckTimeoutMs: 1000,

@@ -139,6 +139,8 @@ export interface BrokerOptions {
   historyTtlMs?: number;
   /** How long an idempotency key suppresses duplicates, ms. Default 10 minutes. */
   idempotencyTtlMs?: number;
+  /** How long a topic's stream (its epoch and position) lives without publishes, ms. Default 24 h. */
+  streamKeyTtlMs?: number;
 }
 
 export const BROKER_DEFAULTS = {
@@ -146,4 +148,5 @@ export const BROKER_DEFAULTS = {
   historySize: 1000,
   historyTtlMs: 5 * 60_000,
   idempotencyTtlMs: 10 * 60_000,
+  streamKeyTtlMs: 24 * 3600_000,
 } as const satisfies Required<BrokerOptions>;

@@ -21,6 +21,7 @@ import { ServiceRouter } from './service-router.ts';
 import { TopicFanout } from './topic-fanout.ts';
 import { defaultTopicPolicy } from './topic-policy.ts';
 import { refuseUpgrade } from './upgrade-refusal.ts';
+import { redactUrl } from './redact-url.ts';
 import { LegacyEndpoint } from './legacy-endpoint.ts';
 
 export interface RunningGateway {
@@ -34,19 +35,6 @@ export interface RunningGateway {
   drain(windowMs?: number): Promise<void>;
   /** Closes everything at once (after drain for a graceful stop). */
   close(): Promise<void>;
-}
-
-/** A URL fit for logs and error messages: its password (and user name) replaced by `***`. */
-export function redactUrl(raw: string): string {
-  try {
-    const u = new URL(raw);
-    if (!u.password && !u.username) return raw;
-    if (u.username) u.username = '***';
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return raw.replace(/\/\/[^@/]*@/, '//***@');
-  }
 }
 
 function describeListen(host: string, port: number): string {

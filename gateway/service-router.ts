@@ -137,7 +137,6 @@ export class ServiceRouter {
     return { def, path, search };
   }
 
-  /** Calls the upstream; GatewayError('serverError') on timeout, refusal or an oversized answer. */
   /**
    * Routes and calls the upstream. A GatewayError carries `service` when the
    * service is a registered one (it becomes a metric label; a name the client
@@ -161,6 +160,7 @@ export class ServiceRouter {
     }
   }
 
+  /** Calls the upstream; GatewayError('serverError') on timeout, refusal or an oversized answer. */
   private async call(def: ServiceDefinition, path: string, search: string, req: ProxyRequest): Promise<ProxyResponse> {
     const url = new URL(def.upstream.replace(/\/$/, '') + path + search);
     if (req.query) for (const [k, v] of Object.entries(req.query)) url.searchParams.set(k, String(v));

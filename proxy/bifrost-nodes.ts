@@ -54,8 +54,8 @@
  * file reads share): no /etc/hosts. A name without a trailing dot is also tried
  * with resolv.conf's search domains, one after the other; the fully qualified
  * name (with the trailing dot) is one query. Each round is bounded by the poll
- * timeout; a round is skipped while the previous one still runs; an answer
- * older than one already applied is dropped; a failed or timed-out lookup keeps
+ * timeout; a round is skipped while the previous one still runs (so an
+ * older answer can never land after a newer one); a failed or timed-out lookup keeps
  * the last known addresses. `start` does not wait longer than one bounded round:
  * the shim listens with no discovered node rather than hang on a dead resolver.
  */
@@ -63,6 +63,7 @@ import { createHash } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { withTimeout } from '../gateway/with-timeout.ts';
 import type { Logger } from 'pino';
 
 export interface BifrostNode {
@@ -180,16 +181,6 @@ export async function resolveAll(host: string, timeoutMs: number, signal?: Abort
   }
 }
 
-/** Rejects with a timeout error when `p` does not settle within `ms` (`p` itself runs on; its answer is ignored). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 export interface NodePoolOptions {
   /** Node URLs, and `dns+http://name:port` names to discover nodes from. */
   urls: string[];
@@ -300,7 +291,7 @@ export class BifrostNodePool {
   private isolatedKey = '';
 
   /** `dns+` names, each with the node URLs it resolved to last. */
-  private readonly discovered = new Map<string, { base: URL; urls: Set<string>; failing: boolean; asked: number; applied: number }>();
+  private readonly discovered = new Map<string, { base: URL; urls: Set<string>; failing: boolean }>();
 
   constructor(private readonly opts: NodePoolOptions) {
     this.maxLoadFactor = opts.maxLoadFactor ?? 1;
@@ -308,7 +299,7 @@ export class BifrostNodePool {
     this.nodes = [];
     for (const url of opts.urls) {
       if (isDiscoveryUrl(url)) {
-        this.discovered.set(url, { base: new URL(url.slice(DNS_DISCOVERY_PREFIX.length)), urls: new Set(), failing: false, asked: 0, applied: 0 });
+        this.discovered.set(url, { base: new URL(url.slice(DNS_DISCOVERY_PREFIX.length)), urls: new Set(), failing: false });
       } else {
         const node = newNode(url);
         if (!this.staticUrls.has(node.url)) this.nodes.push(node);
@@ -404,19 +395,17 @@ export class BifrostNodePool {
     await Promise.all(
       [...this.discovered].map(async ([name, d]) => {
         const host = d.base.hostname.replace(/^\[(.*)\]$/, '$1');
-        const seq = ++d.asked;
         let addresses: string[];
         try {
-          addresses = await within(resolve(host), timeoutMs, `DNS lookup of ${host}`);
+          addresses = await withTimeout(resolve(host), timeoutMs, `DNS lookup of ${host} timed out after ${timeoutMs} ms`);
         } catch (err) {
-          if (this.closed || seq <= d.applied) return;
+          if (this.closed) return;
           if (!d.failing) this.opts.log.warn({ name, err: (err as Error).message, kept: d.urls.size }, 'Bifrost node discovery: lookup failed; keeping the last known nodes');
           d.failing = true;
           return;
         }
-        // Closed meanwhile, or an answer older than one already applied: dropped (it could bring back removed pods).
-        if (this.closed || seq <= d.applied) return;
-        d.applied = seq;
+        // One round runs at a time and a lookup past its time limit is dropped, so no older answer can land after a newer one.
+        if (this.closed) return;
         if (d.failing) this.opts.log.info({ name }, 'Bifrost node discovery: lookup works again');
         d.failing = false;
         const urls = new Set(addresses.map((a) => nodeUrlFor(d.base, a)));
@@ -433,6 +422,7 @@ export class BifrostNodePool {
           if (this.staticUrls.has(u) || [...this.discovered.values()].some((o) => o.urls.has(u))) continue;
           const i = this.nodes.findIndex((n) => n.url === u);
           if (i >= 0) this.nodes.splice(i, 1);
+          this.warnedNoLoad.delete(u);
         }
         for (const u of added) if (!this.nodes.some((n) => n.url === u)) this.nodes.push(newNode(u));
         this.opts.log.info({ name, added, removed, nodes: urls.size }, 'Bifrost nodes discovered');

@@ -136,6 +136,11 @@ abstract class SdkFlagSource implements FlagSource {
   /** The SDK's last warning or error line (why it cannot connect, while it retries). */
   protected lastSdkProblem: string | undefined;
 
+  /** The SDK's logger: into ours, remembering its last complaint (shown while flags have not loaded). */
+  protected sdkLogger() {
+    return ldLoggerFrom(this.log, (m) => (this.lastSdkProblem = m));
+  }
+
   constructor(
     protected readonly log: Logger,
     private readonly statusEvents: FlagSourceEvents | undefined,
@@ -293,7 +298,7 @@ export class FileFlagSource extends SdkFlagSource {
       updateProcessor: this.td.getFactory(),
       sendEvents: false,
       diagnosticOptOut: true,
-      logger: ldLoggerFrom(this.log, (m) => (this.lastSdkProblem = m)),
+      logger: this.sdkLogger(),
     });
     this.attach(client);
     await this.waitForFlags(client, timeoutMs);
@@ -469,7 +474,7 @@ export class LiveFlagSource extends SdkFlagSource {
   }
 
   async start(timeoutMs = 5000): Promise<void> {
-    const client = init(this.opts.sdkKey, { logger: ldLoggerFrom(this.log, (m) => (this.lastSdkProblem = m)), ...(this.opts.sdkOptions ?? {}) });
+    const client = init(this.opts.sdkKey, { logger: this.sdkLogger(), ...(this.opts.sdkOptions ?? {}) });
     this.attach(client);
     await this.waitForFlags(client, timeoutMs);
   }

@@ -260,7 +260,7 @@ export function publicUrlProblem(
 }
 
 function baseUrl(host: string, port: number): string {
-  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const h = isWildcardHost(host) ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   return `http://${h}:${port}`;
 }
 

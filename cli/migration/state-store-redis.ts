@@ -11,6 +11,7 @@
  */
 import { Redis } from 'ioredis';
 import { CliError, EXIT_USAGE } from '../output.ts';
+import { redactUrl } from '../../gateway/redact-url.ts';
 import {
   auditEntries,
   emptySquadState,
@@ -153,6 +154,3 @@ export class RedisStateStore implements StateStore {
   }
 }
 
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
-}

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { CliError, EXIT_USAGE } from '../output.ts';
 import { rampDocProblem, type RampDoc } from './ramp-state.ts';
 import { TransientError } from './retry.ts';
+import { redactUrl } from '../../gateway/redact-url.ts';
 import type { RampDecision, RampStore } from './ramp-store.ts';
 
 export const DEFAULT_ROLLOUT_PREFIX = 'bifrost:rollout:';
@@ -27,10 +28,6 @@ return 1
 `;
 
 type RedisWithScript = Redis & { bifrostRampCas(key: string, expected: string, doc: string): Promise<number> };
-
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//***@');
-}
 
 export class RedisRampStore implements RampStore {
   readonly description: string;

@@ -20,6 +20,7 @@
  * SailsSocket object to the client as options, which client 4 cannot use.
  */
 import { createRequire } from 'node:module';
+import { withTimeout } from '../../gateway/with-timeout.ts';
 import { io as ioV4, type Socket as SocketV4 } from 'socket.io-client';
 
 const requireCjs = createRequire(import.meta.url);
@@ -186,14 +187,6 @@ function requestHeaders(token: string | undefined, headers: Record<string, strin
   return Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined));
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms))),
-  ]);
-}
-
 // ---------------------------------------------------------------------------
 // sails.io.js 1.2.1 on socket.io-client 2
 
@@ -262,7 +255,7 @@ export async function connectSailsIoClient(options: LegacyClientOptions): Promis
           resolve({ statusCode: jwr.statusCode, body, headers: jwr.headers ?? {} });
         });
       });
-      return withTimeout(p, o.requestTimeoutMs, `${method.toUpperCase()} ${url}`);
+      return withTimeout(p, o.requestTimeoutMs, `${method.toUpperCase()} ${url} timed out after ${o.requestTimeoutMs} ms`);
     },
     on: listen,
     waitFor: (event, predicate, timeoutMs) => log.waitFor(event, predicate, timeoutMs, (cb) => listen(event, cb)),

@@ -29,7 +29,7 @@ import type { ConnectionRegistry, Rebalancer } from '../connections.ts';
 import type { BifrostNodePool } from '../bifrost-nodes.ts';
 import type { DecisionStats } from '../decision-stats.ts';
 import type { FlagSource } from '../flag-source.ts';
-import { flagSourceView } from '../flag-source-view.ts';
+import { flagSourceView, type FlagSourceView } from '../flag-source-view.ts';
 import type { ShimMetrics } from '../metrics.ts';
 import { rampView, type RampControl, type RampView } from './ramp-control.ts';
 import type { SquadBoard, SquadBoardReader } from './squad-board.ts';
@@ -134,7 +134,7 @@ export interface DashboardSnapshot {
     drain: { policy: string; rate: number; queued: number; closed: number };
     flagReloads: { ok: number; errors: number; lastError: string | null };
     /** Whether the flags ever loaded (not ready: every user goes to Sync), and why not. */
-    flagSource: { state: 'initializing' | 'ready' | 'failed'; ready: boolean; error: string | null; since: string };
+    flagSource: FlagSourceView;
   };
   connections: { sync: number; bifrost: number; total: number; websocket: number; polling: number };
   decisions: { sync: number; bifrost: number; byReason: Record<string, number>; perSecond: { sync: number; bifrost: number; total: number } | null; windowMs: number };

@@ -28,19 +28,12 @@ function startWithin(p: BifrostNodePool, ms: number): Promise<'started' | 'block
 }
 
 describe('Bifrost node discovery rounds', () => {
-  it('a resolver that never answers: start returns after the poll timeout with no node, and lookups do not pile up', async () => {
+  it('a resolver that never answers: start returns after the poll timeout with no node, and a new lookup starts only per round, not per tick', async () => {
     let calls = 0;
-    let inFlight = 0;
-    let maxInFlight = 0;
     const hung = (): Promise<string[]> => {
       calls += 1;
-      inFlight += 1;
-      maxInFlight = Math.max(maxInFlight, inFlight);
       // Answers only after 5 s (a hung resolver), long after the poll timeout.
-      return sleep(5000).then(() => {
-        inFlight -= 1;
-        return ['127.0.0.7'];
-      });
+      return sleep(5000).then(() => ['127.0.0.7']);
     };
     const p = pool(['dns+http://gateways.test:1'], hung, 20, 200);
     const began = Date.now();
@@ -51,9 +44,9 @@ describe('Bifrost node discovery rounds', () => {
     // At most one round in flight: about one lookup per poll timeout, not one per 20 ms tick (50).
     expect(calls).toBeLessThanOrEqual(10);
     expect(calls).toBeGreaterThanOrEqual(2);
-    // Timed-out lookups are given up on (their late answers are never applied).
+    // Timed-out lookups are given up on (their late answers are never applied). An injected resolver is not
+    // cancelled, so its abandoned calls still run; the default one (c-ares) is cancelled at its time limit.
     expect(p.nodes).toEqual([]);
-    expect(maxInFlight).toBeGreaterThanOrEqual(1);
   });
 
   it('skips a round while the previous one runs (a slow but answering resolver)', async () => {
@@ -77,7 +70,7 @@ describe('Bifrost node discovery rounds', () => {
     expect(p.nodes.map((n) => n.url)).toEqual(['http://127.0.0.1:1']);
   });
 
-  it('an old answer arriving after a newer one does not bring removed pods back', async () => {
+  it('an answer arriving after its time limit (after a newer one) does not bring removed pods back', async () => {
     let call = 0;
     const resolve = async (): Promise<string[]> => {
       call += 1;
