@@ -7,8 +7,8 @@
  * "v1.<user>.<team>.<exp>")). Verification recomputes the MAC and compares with
  * `timingSafeEqual`. The token is a routing hint, not an authentication: every
  * virtual request still carries the client's own `x-access-token`. An expired
- * but correctly signed token is reported with its claims (`expiredClaims`):
- * the shim routes by them and counts it (see docs/shim.md, "Route token").
+ * but correctly signed token still verifies, flagged `expired`: the shim routes
+ * by its claims and counts it (see docs/shim.md, "Route token").
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
@@ -25,18 +25,12 @@ export interface RouteClaims {
   exp: number;
 }
 
-export type RouteTokenFailure = 'missing' | 'malformed' | 'expired' | 'signature';
+export type RouteTokenFailure = 'missing' | 'malformed' | 'signature';
 
 export class RouteTokenError extends Error {
   constructor(
     message: string,
     readonly reason: RouteTokenFailure,
-    /**
-     * Only for `expired`: the claims of the correctly signed token. The shim
-     * issued it for this user, so it still routes by them (a routing hint, not
-     * authentication) rather than stranding a long-running client on Sync.
-     */
-    readonly expiredClaims?: RouteClaims,
   ) {
     super(message);
     this.name = 'RouteTokenError';
@@ -65,13 +59,16 @@ export function signRouteToken(
 
 /**
  * Verifies a route token; returns its claims or throws RouteTokenError with the
- * reason (missing, malformed, expired, signature).
+ * reason (missing, malformed, signature). A correctly signed token past its
+ * expiry still verifies, with `expired: true`: the shim issued it for this user,
+ * and as a routing hint (not authentication) it beats stranding a long-running
+ * client on Sync.
  */
 export function verifyRouteToken(
   secret: string,
   token: string | null | undefined,
   nowSeconds: number = Math.floor(Date.now() / 1000),
-): RouteClaims {
+): RouteClaims & { expired: boolean } {
   if (!token) throw new RouteTokenError('missing route token', 'missing');
   if (token.length > MAX_TOKEN_LENGTH) throw new RouteTokenError('route token too long', 'malformed');
   const parts = token.split('.');
@@ -88,6 +85,5 @@ export function verifyRouteToken(
   const userId = unb64(user64);
   const teamId = unb64(team64);
   if (!userId) throw new RouteTokenError('route token has no user', 'malformed');
-  if (exp <= nowSeconds) throw new RouteTokenError('route token expired', 'expired', { userId, teamId, exp });
-  return { userId, teamId, exp };
+  return { userId, teamId, exp, expired: exp <= nowSeconds };
 }

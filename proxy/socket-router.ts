@@ -298,15 +298,13 @@ export class SocketRouter {
     const { metrics, decisions, opts } = this.deps;
     let claims: RouteClaims;
     try {
-      claims = verifyRouteToken(opts.routeSecret, query.get(ROUTE_TOKEN_PARAM));
+      const verified = verifyRouteToken(opts.routeSecret, query.get(ROUTE_TOKEN_PARAM));
+      // An expired but genuine token (the client ran longer than routeTokenTtlSeconds without calling
+      // init again) is routed all the same, so the client is neither stranded on Sync nor invisible
+      // to the rebalancer; counted.
+      if (verified.expired) metrics.routeTokenExpired.inc();
+      claims = { userId: verified.userId, teamId: verified.teamId, exp: verified.exp };
     } catch (err) {
-      if (err instanceof RouteTokenError && err.expiredClaims) {
-        // Signed by us for this user, only old (the client has run longer than routeTokenTtlSeconds
-        // without calling init again). A routing hint, not authentication: route by it, so the client
-        // is neither stranded on Sync nor invisible to the rebalancer; counted.
-        metrics.routeTokenExpired.inc();
-        return await this.decideFor(err.expiredClaims);
-      }
       const reason = err instanceof RouteTokenError ? err.reason : 'malformed';
       metrics.routeTokenRejections.inc({ reason });
       const decision: RouteDecision = { route: 'sync', reason: 'error', detail: `route_token_${reason}` };
