@@ -392,7 +392,9 @@ describe('a ramp ended from elsewhere while it writes', () => {
 
 describe('`rollout rollback` and a late write by the ramp it ended', () => {
   it('re-reads the flag even when the ramp looked dead, and writes 0% again after a late step write', async () => {
-    const t = await setup(0, 20);
+    // Not 0 at the start: the stalled write below must wait until `rollout rollback` has written 0% (marking the
+    // ramp rolling-back comes first), or the late write would land before the rollback's and nothing be "late".
+    const t = await setup(5, 20);
     let rollback: ReturnType<typeof runBifrost> | undefined;
     const flag = new HookedFlag(t.file, {
       before: async (p) => {
