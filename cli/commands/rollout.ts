@@ -21,12 +21,12 @@ import { PlainRampReporter, TerminalRampReporter, type RampReporter } from '../r
 import { describePlan, formatDuration, parseCount, parseInterval, parseRate, parseSteps, type RampPlan } from '../rollout/ramp-plan.ts';
 import { asProcessIdentity, processAlive } from '../pid.ts';
 import { PROCESS_STOPPED_EVENT, describeOwner, describeStep, runRamp, type RampOutcome } from '../rollout/ramp-runner.ts';
-import { leaseAlive, unfinished, withEvent, type RampDoc, type RampLease } from '../rollout/ramp-state.ts';
+import { LEASE_STALE_MS, leaseAlive, rampBlocksWrite, unfinished, withEvent, type RampDoc, type RampLease } from '../rollout/ramp-state.ts';
 import type { RampStore } from '../rollout/ramp-store.ts';
 import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from '../rollout/retry.ts';
 import { gatherStatus, renderStatus } from '../rollout/rollout-status.ts';
-import { DEFAULT_APPLY_TIMEOUT_MS, waitUntilApplied, type ApplyCheck } from '../rollout/shim-apply.ts';
+import { DEFAULT_APPLY_TIMEOUT_MS, drainIfApplied, waitUntilApplied, type ApplyCheck } from '../rollout/shim-apply.ts';
 import { ShimAdminClient, adminTokenFromEnv, defaultAdminUrl } from '../rollout/shim-admin-client.ts';
 
 interface CommonOptions {
@@ -39,7 +39,6 @@ interface CommonOptions {
   createFlagsFile?: boolean;
 }
 
-const LEASE_STALE_MS = 15_000;
 /** How long `rollout rollback` watches the flag for a late write by the ramp's process it ended, and how often. */
 const ROLLBACK_WATCH_MS = 20_000;
 const ROLLBACK_WATCH_EVERY_MS = 1_500;
@@ -201,12 +200,13 @@ Examples:
       const flag = flagTarget(o);
       const admin = adminClient(o);
       await withStore(o, async (store) => {
-        const ramp = unfinished(await routine('reading the ramp state', () => store.read()));
-        if (ramp && ramp.phase === 'rolling-back' && !o.force) {
-          throw new CliError(`the ramp ${describePlan(ramp.plan)} breached and its rollback to ${ramp.rollback?.to}% is unfinished: finish it with \`bifrost rollout ramp --resume\` or \`bifrost rollout rollback\`, or pass --force`, EXIT_USAGE);
+        const doc = await routine('reading the ramp state', () => store.read());
+        const block = o.force ? null : rampBlocksWrite(doc);
+        if (block?.reason === 'rolling-back') {
+          throw new CliError(`the ramp ${describePlan(block.ramp.plan)} breached and its rollback to ${block.ramp.rollback?.to}% is unfinished: finish it with \`bifrost rollout ramp --resume\` or \`bifrost rollout rollback\`, or pass --force`, EXIT_USAGE);
         }
-        if (ramp && !ramp.paused && !o.force && leaseAlive(ramp.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS })) {
-          throw new CliError(`a ramp is running (${describeOwner(ramp)}, at ${describeStep(ramp)}) and would override this: pause it with \`bifrost rollout pause\`, stop it with \`bifrost rollout rollback\`, or pass --force`, EXIT_USAGE);
+        if (block?.reason === 'running') {
+          throw new CliError(`a ramp is running (${describeOwner(block.ramp)}, at ${describeStep(block.ramp)}) and would override this: pause it with \`bifrost rollout pause\`, stop it with \`bifrost rollout rollback\`, or pass --force`, EXIT_USAGE);
         }
       });
       const result = await routine(`writing ${percent}% to ${flag.description}`, () => flag.write({ percent, bucketBy, comment: `bifrost rollout set ${percent}%${bucketBy ? ` --bucket-by ${bucketBy}` : ''} by ${operator()}` }));
@@ -528,16 +528,8 @@ Example:
           }
         }
 
-        // 5. Drain.
-        let drain: { queued: number; rate: number; scope: string } | { error: string };
-        if (check.state === 'not-applied') drain = { error: `not asked: ${check.message}` };
-        else {
-          try {
-            drain = await admin.drain({ scope: 'changed' });
-          } catch (err) {
-            drain = { error: (err as Error).message };
-          }
-        }
+        // 5. Drain (only once the shim routes by 0%).
+        const drain = await drainIfApplied(admin, check);
         const failed = 'error' in drain || check.state !== 'applied';
         // Targets and rules still in force that serve Bifrost keep their contexts there at 0%.
         const stuck = conflictingOverrides(written.overrides ?? [], 0);

@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { DEV_TOKEN_SECRET } from '../../gateway/token.ts';
 import { DEV_ADMIN_TOKEN } from '../../proxy/shim-defaults.ts';
@@ -6,7 +5,7 @@ import { parseDurationMs } from '../graceful.ts';
 import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE, printJson } from '../output.ts';
 import { openRampStore } from '../rollout/open-ramp-store.ts';
 import { describeOwner, describeStep } from '../rollout/ramp-runner.ts';
-import { leaseAlive, unfinished } from '../rollout/ramp-state.ts';
+import { rampBlocksWrite } from '../rollout/ramp-state.ts';
 import { statsLine, statsTable } from '../simulate/render.ts';
 import { runSimulation, SimulationError } from '../simulate/simulation.ts';
 
@@ -23,23 +22,20 @@ interface SimulateCliOptions {
   json?: boolean;
 }
 
-/** A ramp lease older than this is dead (the same figure as `bifrost rollout set`). */
-const LEASE_STALE_MS = 15_000;
-
 /** Refuses to start while a ramp runs: both would set the rollout, and the ramp's guards would judge the simulation's traffic. */
 async function refuseWhileRamping(rampFile: string | undefined): Promise<void> {
   const store = openRampStore({ ...(rampFile ? { rampFile } : {}) });
   try {
-    const ramp = unfinished(await store.read());
-    if (ramp && ramp.phase === 'rolling-back') {
+    const block = rampBlocksWrite(await store.read());
+    if (block?.reason === 'rolling-back') {
       throw new CliError(
-        `a ramp breached and its rollback to ${ramp.rollback?.to}% is unfinished: bifrost simulate would move the rollout away from it; finish it first (\`bifrost rollout ramp --resume\` or \`bifrost rollout rollback\`)`,
+        `a ramp breached and its rollback to ${block.ramp.rollback?.to}% is unfinished: bifrost simulate would move the rollout away from it; finish it first (\`bifrost rollout ramp --resume\` or \`bifrost rollout rollback\`)`,
         EXIT_USAGE,
       );
     }
-    if (ramp && !ramp.paused && leaseAlive(ramp.owner, { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS })) {
+    if (block?.reason === 'running') {
       throw new CliError(
-        `a ramp is running (${describeOwner(ramp)}, at ${describeStep(ramp)}): bifrost simulate sets the rollout itself and would fight it; wait for the ramp to finish, or pause it (\`bifrost rollout pause\`) or stop it (\`bifrost rollout rollback\`) first`,
+        `a ramp is running (${describeOwner(block.ramp)}, at ${describeStep(block.ramp)}): bifrost simulate sets the rollout itself and would fight it; wait for the ramp to finish, or pause it (\`bifrost rollout pause\`) or stop it (\`bifrost rollout rollback\`) first`,
         EXIT_USAGE,
       );
     }

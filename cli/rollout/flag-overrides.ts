@@ -86,9 +86,14 @@ export function overridesOf(variationValues: readonly unknown[], lists: { target
   return out;
 }
 
+/** Percentages as the flag stores them (weights out of 100000): equal to 3 decimals. */
+export function samePercent(a: number | null | undefined, b: number): boolean {
+  return typeof a === 'number' && Math.round(a * 1000) === Math.round(b * 1000);
+}
+
 /** The overrides that do not serve what `percent` implies (at 0 % anything with Bifrost, at 100 % anything without). */
 export function conflictingOverrides(overrides: readonly FlagOverride[], percent: number): FlagOverride[] {
-  return overrides.filter((o) => Math.round(o.bifrostPercent * 1000) !== Math.round(percent * 1000));
+  return overrides.filter((o) => !samePercent(o.bifrostPercent, percent));
 }
 
 function servesText(o: FlagOverride): string {

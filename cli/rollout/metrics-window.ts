@@ -84,13 +84,12 @@ export interface WindowSummary {
   /**
    * Sockets the flag sent to Bifrost that the shim sent to Sync (or answered
    * 503) because no Bifrost node was usable (`bifrost_shim_fallbacks_total`),
-   * by reason; and the shim's decisions for Bifrost: on sockets, and all of
-   * them (Godserver and socket). `bifrost_shim_fallbacks_total` has no label
+   * by reason; and all of the shim's decisions for Bifrost (Godserver and
+   * socket). `bifrost_shim_fallbacks_total` has no label
    * telling a Godserver-path fallback (direct mode) from a socket one, so the
    * guard divides by all Bifrost decisions.
    */
   fallbacks?: { total: number; byReason: Record<string, number> };
-  bifrostSocketDecisions?: number;
   bifrostDecisions?: number;
   /** Gateway URLs tried at least once during the window (`gatewaysMeasured` of them were read twice). */
   gatewaysTried?: string[];
@@ -285,7 +284,6 @@ export class MetricsWindow {
       gatewaysMeasured: 0,
       upgrades: { sync: emptyUpgrades(), bifrost: emptyUpgrades() },
       fallbacks: { total: 0, byReason: {} },
-      bifrostSocketDecisions: 0,
       bifrostDecisions: 0,
       gatewaysTried: [...this.gatewaysTried],
       gatewayFailures: [...this.gatewayFailures].map(([url, error]) => `${url}: ${error}`),
@@ -314,7 +312,6 @@ export class MetricsWindow {
             continue;
           }
           if (s.name === 'bifrost_shim_decisions_total') {
-            if (s.labels.route === 'bifrost' && s.labels.source === 'socket') out.bifrostSocketDecisions = (out.bifrostSocketDecisions ?? 0) + s.value;
             if (s.labels.route === 'bifrost') out.bifrostDecisions = (out.bifrostDecisions ?? 0) + s.value;
             continue;
           }

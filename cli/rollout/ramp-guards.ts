@@ -123,7 +123,7 @@ export function evaluateGuards(w: WindowSummary, limits: GuardLimits): GuardRead
   // still trips it once it has turned away --min-requests clients); fewer fallbacks are shown, not
   // judged (`bifrost-no-traffic` covers a Bifrost that took nothing at all).
   const fb = w.fallbacks ?? { total: 0, byReason: {} };
-  const decided = w.bifrostDecisions ?? w.bifrostSocketDecisions ?? 0;
+  const decided = w.bifrostDecisions ?? 0;
   const of = Math.max(decided, fb.total);
   if (fb.total > 0 && of < limits.minRequests) {
     out.push({ guard: 'bifrost-fallbacks', value: null, limit: limits.maxErrorRate, baseline: null, events: of, breached: false, text: `${fb.total} fallback(s) to Sync or 503 among ${of} Bifrost routing decisions (fewer than ${limits.minRequests}: not judged)` });

@@ -41,10 +41,10 @@ import { MetricsWindow, SYNC_SOURCE, type Scrape } from './metrics-window.ts';
 import type { RampReporter, RampView } from './progress-bar.ts';
 import { breaches, evaluateGuards, stepEndGuards, summarizeReadings, type GuardReading } from './ramp-guards.ts';
 import { describePlan, formatDuration, samePlan, type RampPlan } from './ramp-plan.ts';
-import { RAMP_FORMAT, leaseAlive, timeLeftMs, unfinished, withEvent, type PendingRollback, type RampDoc, type RampLease } from './ramp-state.ts';
+import { LEASE_STALE_MS, RAMP_FORMAT, leaseAlive, timeLeftMs, unfinished, withEvent, type PendingRollback, type RampDoc, type RampEvent, type RampLease } from './ramp-state.ts';
 import type { RampStore } from './ramp-store.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from './retry.ts';
-import { waitUntilApplied, type ApplyCheck } from './shim-apply.ts';
+import { drainIfApplied, waitUntilApplied, type ApplyCheck } from './shim-apply.ts';
 import type { DrainAnswer, ShimAdminClient } from './shim-admin-client.ts';
 
 export interface RampRequest {
@@ -65,7 +65,7 @@ export interface RampDeps {
   signal?: AbortSignal;
   host?: string;
   pid?: number;
-  /** A lease without a heartbeat for this long is dead (default 15 s). */
+  /** A lease without a heartbeat for this long is dead (default LEASE_STALE_MS, 15 s). */
   leaseStaleMs?: number;
   /** Heartbeat / clock period (default interval/10, within 100 ms..1 s). */
   tickMs?: number;
@@ -189,7 +189,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
   const { store, flag, reporter } = deps;
   const host = deps.host ?? hostname();
   const pid = deps.pid ?? process.pid;
-  const staleMs = deps.leaseStaleMs ?? 15_000;
+  const staleMs = deps.leaseStaleMs ?? LEASE_STALE_MS;
   const me: RampLease = { id: randomUUID(), pid, host, process: processIdentity(pid), startedAt: new Date().toISOString(), heartbeatAt: Date.now() };
 
   const retryMs = deps.retryMs ?? ROUTINE_RETRY_MS;
@@ -311,12 +311,14 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
    * 'fail' (a step write waits for the store: retried) or 'write' (a rollback
    * goes ahead: the store being down must not hold it up).
    */
-  const stillMine = async (phases: RampDoc['phase'][], storeDown: 'fail' | 'write'): Promise<void> => {
+  const stillMine = async (phases: readonly ('running' | 'rolling-back')[], storeDown: 'fail' | 'write'): Promise<void> => {
+    const ongoing: readonly RampDoc['phase'][] = phases;
     let r: { ok: true } | { stop: Stop };
     try {
       r = await store.update<{ ok: true } | { stop: Stop }>((cur) => {
-        if (cur && cur.id === doc.id && !phases.includes(cur.phase)) return { result: { stop: new Stop('stopped', cur) } };
-        if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: { stop: new Stop(cur && cur.id === doc.id && cur.phase !== 'running' && cur.phase !== 'rolling-back' ? 'stopped' : 'lost-lease', cur) } };
+        if (cur && cur.id === doc.id && !ongoing.includes(cur.phase)) return { result: { stop: new Stop('stopped', cur) } };
+        // Past the line above the same ramp is in one of `phases`: another owner (or another ramp, or none) = lease lost.
+        if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: { stop: new Stop('lost-lease', cur) } };
         const now = Date.now();
         return { next: { ...cur, owner: { ...cur.owner, heartbeatAt: now }, updatedAt: new Date(now).toISOString() }, result: { ok: true } };
       });
@@ -337,6 +339,22 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       .update((cur) => (cur && cur.id === doc.id && cur.owner?.id !== me.id ? { next: withEvent(cur, { event: PROCESS_STOPPED_EVENT, detail: me.id }), result: null } : { result: null }))
       .catch(() => {});
   };
+
+  /**
+   * Gives up this process's lease (owner null, recording `event` when given —
+   * a function of the stored document, or the event itself) if it still holds
+   * it, so the ramp can be resumed. Best effort: the released document, or
+   * null when the lease was not ours any more or the store failed.
+   */
+  const releaseLease = (event?: Omit<RampEvent, 'at'> | ((cur: RampDoc) => Omit<RampEvent, 'at'>)): Promise<RampDoc | null> =>
+    store
+      .update<RampDoc | null>((cur) => {
+        if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: null };
+        const released: RampDoc = { ...cur, owner: null };
+        const next = event ? withEvent(released, typeof event === 'function' ? event(cur) : event) : released;
+        return { next, result: next };
+      })
+      .catch(() => null);
 
   /** Persists the current readings, so the dashboard shows what the ramp decides on. */
   const publishReadings = (since: number): Promise<RampDoc> =>
@@ -368,7 +386,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       return await finishRollback(doc.rollback, doc.breaches);
     } catch (err) {
       if (!(err instanceof Interrupted)) throw err;
-      await store.update((cur) => (cur && cur.id === doc.id && cur.owner?.id === me.id ? { next: { ...cur, owner: null }, result: null } : { result: null })).catch(() => {});
+      await releaseLease();
       return outcome('interrupted', doc, `interrupted while waiting for the shim; the rollback to ${doc.rollback.to}% was written — \`bifrost rollout ramp --resume\` records it and drains`);
     } finally {
       reporter.done();
@@ -484,13 +502,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     }
     // Unexpected failure (flag write, store) after its retries, or Ctrl-C during one: release the lease so the ramp can be resumed.
     const interrupted = err instanceof Interrupted || deps.signal?.aborted === true;
-    const released = await store
-      .update<RampDoc | null>((cur) => {
-        if (!cur || cur.id !== doc.id || cur.owner?.id !== me.id) return { result: null };
-        const next = withEvent({ ...cur, owner: null }, interrupted ? { event: 'interrupted', percent: cur.percent, detail: describeStep(cur) } : { event: 'failed', detail: (err as Error).message });
-        return { next, result: next };
-      })
-      .catch(() => null);
+    const released = await releaseLease((cur) => (interrupted ? { event: 'interrupted', percent: cur.percent, detail: describeStep(cur) } : { event: 'failed', detail: (err as Error).message }));
     if (interrupted) {
       const at = released ?? doc;
       return outcome('interrupted', at, `ramp interrupted at ${describeStep(at)}; the rollout stays at ${at.percent}% — continue with \`bifrost rollout ramp --resume\``);
@@ -549,9 +561,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
         const d = err.doc ?? doc;
         return outcome('stopped', d, `the ramp was ended from elsewhere (${d.outcome ?? d.phase}) while rolling back; this process stops without touching the flag`, { breaches: bad });
       }
-      await store
-        .update((cur) => (cur && cur.id === doc.id && cur.owner?.id === me.id ? { next: withEvent({ ...cur, owner: null }, { event: 'rollback-write-failed', percent: to, detail: errorText(err) }), result: null } : { result: null }))
-        .catch(() => {});
+      await releaseLease({ event: 'rollback-write-failed', percent: to, detail: errorText(err) });
       return outcome(
         'rollback-unfinished',
         doc,
@@ -591,19 +601,8 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
       // Not ours to record nor to drain: whoever ended it (`rollout rollback` re-checks the flag after a late write) drains.
       return outcome('stopped', elsewhere, `the ramp was ended from elsewhere (${elsewhere.outcome ?? elsewhere.phase}) while rolling back to ${to}%; its record stands and this process stops`, { breaches: bad, applyCheck });
     }
-    let drain: RampOutcome['drain'];
-    if (deps.admin) {
-      if (applyCheck && applyCheck.state !== 'applied') {
-        // Before the shim applies the new percentage a drain moves nobody: say so rather than "0 queued".
-        drain = { error: `not asked: ${applyCheck.message}` };
-      } else {
-        try {
-          drain = await deps.admin.drain({ scope: 'changed' });
-        } catch (err) {
-          drain = { error: (err as Error).message };
-        }
-      }
-    }
+    // With an admin client there is always an apply check (confirm returns null only without one).
+    const drain = deps.admin && applyCheck ? await drainIfApplied(deps.admin, applyCheck) : undefined;
     return outcome('rolled-back', final, pending.message, { rolledBackTo: to, drain, breaches: bad, applyCheck });
   }
 }

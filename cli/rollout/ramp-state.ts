@@ -14,11 +14,15 @@
  * killed ramp's lease); a dead owner's lease is taken over (that is how a
  * killed ramp resumes), a live one refuses a second ramp.
  */
+import { hostname } from 'node:os';
 import { asProcessIdentity, processAlive, type ProcessIdentity } from '../pid.ts';
 import type { GuardReading } from './ramp-guards.ts';
 import type { RampPlan } from './ramp-plan.ts';
 
 export const RAMP_FORMAT = 'bifrost-rollout-ramp';
+
+/** A ramp lease without a heartbeat for this long is dead (the CLI, its ramp runner and the dashboard agree on it). */
+export const LEASE_STALE_MS = 15_000;
 
 /**
  * `running` = unfinished (maybe paused, maybe without a live owner after a kill).
@@ -127,6 +131,21 @@ export function leaseAlive(lease: RampLease | null | undefined, c: LeaseCheck): 
   if (c.now - lease.heartbeatAt > c.staleMs) return false;
   if (lease.host === c.host && !(c.isProcessAlive ?? processAlive)(lease.pid, asProcessIdentity(lease.process))) return false;
   return true;
+}
+
+/**
+ * Why a ramp blocks a write of the rollout from outside it (`rollout set`,
+ * `simulate`), or null: an unfinished rollback (`rolling-back`; writing
+ * anything else would move the rollout away from it), or a ramp that runs —
+ * not paused, with a live lease (it would override the write).
+ */
+export function rampBlocksWrite(doc: RampDoc | null, c: Partial<LeaseCheck> = {}): { reason: 'rolling-back' | 'running'; ramp: RampDoc } | null {
+  const ramp = unfinished(doc);
+  if (!ramp) return null;
+  if (ramp.phase === 'rolling-back') return { reason: 'rolling-back', ramp };
+  const check: LeaseCheck = { now: Date.now(), host: hostname(), staleMs: LEASE_STALE_MS, ...c };
+  if (!ramp.paused && leaseAlive(ramp.owner, check)) return { reason: 'running', ramp };
+  return null;
 }
 
 /** The unfinished ramp (phase running or rolling-back), or null. */

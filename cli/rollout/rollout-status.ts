@@ -14,7 +14,7 @@ import { describeOverrides, overridesWarning } from './flag-overrides.ts';
 import type { FlagRollout, FlagTarget } from './flag-target.ts';
 import { FAILED_UPGRADE_OUTCOMES, type BackendUpgrades } from './metrics-window.ts';
 import { describePlan, formatDuration } from './ramp-plan.ts';
-import { leaseAlive, timeLeftMs, type RampDoc } from './ramp-state.ts';
+import { LEASE_STALE_MS, leaseAlive, timeLeftMs, type RampDoc } from './ramp-state.ts';
 import { describeOwner, describeStep } from './ramp-runner.ts';
 import type { ShimAdminClient, ShimRolloutSnapshot } from './shim-admin-client.ts';
 
@@ -60,7 +60,7 @@ export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdminCli
   return {
     flag,
     shim,
-    ramp: doc ? { ...doc, ownerAlive: leaseAlive(doc.owner, { now: Date.now(), host: deps.host, staleMs: deps.staleMs ?? 15_000 }), timeLeftMs: doc.phase === 'running' ? timeLeftMs(doc) : 0 } : null,
+    ramp: doc ? { ...doc, ownerAlive: leaseAlive(doc.owner, { now: Date.now(), host: deps.host, staleMs: deps.staleMs ?? LEASE_STALE_MS }), timeLeftMs: doc.phase === 'running' ? timeLeftMs(doc) : 0 } : null,
     ...(ramp.error ? { rampError: ramp.error } : {}),
   };
 }

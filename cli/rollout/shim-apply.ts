@@ -14,9 +14,10 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BucketBy } from '../../proxy/flags-file.ts';
+import { samePercent } from './flag-overrides.ts';
 import type { FlagTarget } from './flag-target.ts';
 import { formatDuration } from './ramp-plan.ts';
-import type { ShimAdminClient, ShimRolloutSnapshot } from './shim-admin-client.ts';
+import type { DrainAnswer, ShimAdminClient, ShimRolloutSnapshot } from './shim-admin-client.ts';
 
 /** Default of `--apply-timeout`: the flags file is reloaded within a second, LaunchDarkly streams within seconds. */
 export const DEFAULT_APPLY_TIMEOUT_MS = 10_000;
@@ -25,11 +26,6 @@ export type ApplyCheck =
   | { state: 'applied'; afterMs: number; snapshot: ShimRolloutSnapshot }
   | { state: 'not-applied'; afterMs: number; snapshot: ShimRolloutSnapshot; message: string }
   | { state: 'no-shim'; error: string; message: string };
-
-/** Percentages as the flag stores them (weights out of 100000): equal to 3 decimals. */
-export function samePercent(a: number | null | undefined, b: number): boolean {
-  return typeof a === 'number' && Math.round(a * 1000) === Math.round(b * 1000);
-}
 
 function hint(snapshot: ShimRolloutSnapshot, flag: FlagTarget & { file?: string }): string {
   if (flag.kind === 'file' && snapshot.source === 'launchdarkly') return `the shim takes its flag from live LaunchDarkly (LD_SDK_KEY), not from ${flag.description}: set LD_API_TOKEN, LD_PROJECT_KEY and LD_ENVIRONMENT_KEY so this command changes LaunchDarkly`;
@@ -82,4 +78,19 @@ export async function waitUntilApplied(
     snapshot: at,
     message: `the shim at ${admin.url} still routes ${at.percent ?? '?'}%${at.bucketBy ? ` by ${at.bucketBy}` : ''} ${formatDuration(Date.now() - started)} after ${want.percent}% was written to ${flag.description}${lastError ? ` (last poll: ${lastError})` : ''}: ${hint(at, flag)}`,
   };
+}
+
+/**
+ * Asks the shim to drain, but only once it applies the new percentage: before
+ * that a drain moves nobody, so the answer says why none was asked for
+ * (`not asked: …`) instead of "0 queued". That covers `no-shim` too: nothing
+ * answered, so a drain request would only fail the same way.
+ */
+export async function drainIfApplied(admin: ShimAdminClient, check: ApplyCheck): Promise<DrainAnswer | { error: string }> {
+  if (check.state !== 'applied') return { error: `not asked: ${check.message}` };
+  try {
+    return await admin.drain({ scope: 'changed' });
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
 }

@@ -19,11 +19,8 @@
  */
 import { hostname } from 'node:os';
 import { openRampStore } from '../../cli/rollout/open-ramp-store.ts';
-import { leaseAlive, timeLeftMs, unfinished, withEvent, type RampDoc } from '../../cli/rollout/ramp-state.ts';
+import { LEASE_STALE_MS, leaseAlive, timeLeftMs, unfinished, withEvent, type RampDoc } from '../../cli/rollout/ramp-state.ts';
 import type { RampStore } from '../../cli/rollout/ramp-store.ts';
-
-/** Same staleness as the CLI's (`cli/commands/rollout.ts`). */
-export const LEASE_STALE_MS = 15_000;
 
 export type RampAction = 'pause' | 'resume' | 'end' | 'finish';
 

@@ -1,8 +1,10 @@
 /**
  * The rollout as the shim applies it (`GET /api/rollout` on the shim admin
- * API): what `canary` and `cutover` judge the percentage on.
+ * API, through the rollout commands' `ShimAdminClient`): what `canary` and
+ * `cutover` judge the percentage on.
  */
-import { brief, httpCall, joinUrl } from '../http-call.ts';
+import { ShimAdminClient, adminTokenFromEnv } from '../../rollout/shim-admin-client.ts';
+import { brief } from '../http-call.ts';
 import type { StackEndpoints } from '../step-check.ts';
 
 export interface ShimRollout {
@@ -14,10 +16,14 @@ export interface ShimRollout {
 
 /** Reads the shim's rollout; a string is why it could not (one line, for a check summary). */
 export async function readShimRollout(stack: StackEndpoints, timeoutMs: number): Promise<ShimRollout | string> {
-  const res = await httpCall(joinUrl(stack.adminUrl, '/api/rollout'), { timeoutMs });
-  const body = res.body as { percent?: unknown; version?: unknown } | null;
-  if (res.status !== 200 || typeof body?.percent !== 'number') {
-    return `the shim admin API GET /api/rollout answered ${res.status} ${brief(res.body)}: expected {percent}`;
+  let snapshot: Partial<Record<'percent' | 'version', unknown>> | null;
+  try {
+    snapshot = await new ShimAdminClient(stack.adminUrl, adminTokenFromEnv(), timeoutMs).rollout();
+  } catch (err) {
+    // Unreachable, timed out, or a non-2xx answer: the client's one line names the URL and the status.
+    // A 2xx body that is not JSON fails to parse.
+    return err instanceof SyntaxError ? `the shim admin API GET /api/rollout answered something that is not JSON (${err.message}): expected {percent}` : (err as Error).message;
   }
-  return { percent: body.percent, version: typeof body.version === 'number' ? body.version : null };
+  if (typeof snapshot?.percent !== 'number') return `the shim admin API GET /api/rollout answered ${brief(snapshot)}: expected {percent}`;
+  return { percent: snapshot.percent, version: typeof snapshot.version === 'number' ? snapshot.version : null };
 }
