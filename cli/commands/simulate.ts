@@ -138,6 +138,7 @@ Example:
         process.stdout.write(
           `\n${stats.interrupted ? 'INTERRUPTED' : lost ? 'LOST' : 'OK'}: ${stats.clients} clients, ${stats.updates} updates, ${stats.delivered} deliveries, ${stats.missed} missed, ${stats.failedRequests} failed requests, ${stats.reconnects} reconnects; ${stats.onBackend.bifrost} on Bifrost and ${stats.onBackend.sync} on Sync at the end.\n`,
         );
+        for (const f of stats.failures) process.stdout.write(`  failed: ${f}\n`);
         if (stats.restored) process.stdout.write(`rollout put back to ${stats.startPercent}% (where it was before the simulation)\n`);
       }
       if (stats.interrupted) process.exitCode = 130;

@@ -44,6 +44,8 @@ export interface SimulationStats {
   reconnects: number;
   updates: number;
   failedRequests: number;
+  /** Why requests failed (the first few): method, path, client and the status or error. */
+  failures: string[];
   delivered: number;
   expected: number;
   missed: number;
@@ -109,6 +111,7 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
     reconnects: 0,
     updates: 0,
     failedRequests: 0,
+    failures: [],
     delivered: 0,
     expected: 0,
     missed: 0,
@@ -124,6 +127,7 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
   const startPercent = before.percent;
   stats.startPercent = startPercent;
   let changed = false;
+  let collectionsReady = false;
   const aborted = () => o.signal?.aborted === true;
   const sleep = (ms: number) =>
     new Promise<void>((res) => {
@@ -140,11 +144,21 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
 
   /** A request failed on a connection that stayed up all along (not one cut by a move mid-request). */
   const failedWhileUp = (s: SimClient, disconnectsBefore: number) => s.client.isConnected() && s.disconnects === disconnectsBefore;
-  const subscribe = async (s: SimClient) => {
+  /** One virtual request; a failure on a connection that stayed up is counted, with why. */
+  const request = async (s: SimClient, method: string, path: string, data?: unknown) => {
     const before = s.disconnects;
-    const r = await s.client.request('get', `/collection/${s.collection}`).catch(() => undefined);
-    if (r?.statusCode === 200 && s.client.isConnected()) s.periods.push({ from: Date.now() });
-    else if (failedWhileUp(s, before)) failedRequests++;
+    const r = await s.client.request(method, path, data).catch((err: Error) => err);
+    if (!(r instanceof Error) && r.statusCode === 200) return r;
+    if (failedWhileUp(s, before)) {
+      failedRequests++;
+      const why = r instanceof Error ? r.message : `${r.statusCode} ${JSON.stringify(r.body ?? null).slice(0, 160)}`;
+      if (stats.failures.length < 10) stats.failures.push(`${method.toUpperCase()} ${path} by client ${s.i} (step ${stats.step}, connect #${s.client.connectCount()}): ${why}`);
+    }
+    return undefined;
+  };
+  const subscribe = async (s: SimClient) => {
+    const r = await request(s, 'get', `/collection/${s.collection}`);
+    if (r && s.client.isConnected()) s.periods.push({ from: Date.now() });
   };
   /** Subscribed from before the update until its grace period ended, without a break. */
   const steadyFor = (s: SimClient, u: Update) => s.periods.some((p) => p.from < u.sentAt && (p.to === undefined || p.to > u.ackAt + o.graceMs));
@@ -175,9 +189,10 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
             if (open && open.to === undefined) open.to = Date.now();
           });
           client.on('connect', () => {
-            // Like a real app, re-read what it shows after a reconnect (this re-subscribes it).
+            // Like a real app, re-read what it shows after a reconnect (this re-subscribes it);
+            // before the collections exist there is nothing to read yet (the first read follows).
             s.reconnects++;
-            void subscribe(s);
+            if (collectionsReady) void subscribe(s);
           });
           sims[idx] = s;
         }),
@@ -187,6 +202,7 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
       const r = await sims[0]!.client.request('post', '/collection', { id, workspace: `sim-${run}`, name: 'start', data: {} });
       if (r.statusCode !== 200) throw new SimulationError(`creating collection ${id} failed with ${r.statusCode}`);
     }
+    collectionsReady = true;
     await Promise.all(sims.map(subscribe));
 
     let seq = 0;
@@ -196,10 +212,8 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
         const collection = collectionIds[Math.floor(Math.random() * collectionIds.length)]!;
         const marker = `m-${run}-${seq++}`;
         const sentAt = Date.now();
-        const before = writer.disconnects;
-        const r = await writer.client.request('patch', `/collection/${collection}`, { name: marker }).catch(() => undefined);
-        if (r?.statusCode === 200) updates.push({ collection, marker, writer: writer.i, sentAt, ackAt: Date.now() });
-        else if (failedWhileUp(writer, before)) failedRequests++;
+        const r = await request(writer, 'patch', `/collection/${collection}`, { name: marker });
+        if (r) updates.push({ collection, marker, writer: writer.i, sentAt, ackAt: Date.now() });
         await new Promise((res) => setTimeout(res, 1000 / o.updatesPerSec));
       }
     })();
@@ -238,7 +252,7 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
         failedRequests,
         ...e,
       });
-      o.onTick?.({ ...stats, onBackend: { ...stats.onBackend } });
+      o.onTick?.({ ...stats, onBackend: { ...stats.onBackend }, failures: [...stats.failures] });
     };
 
     for (const [i, percent] of o.ramp.entries()) {
@@ -268,5 +282,5 @@ export async function runSimulation(o: SimulationOptions): Promise<SimulationSta
       );
     }
   }
-  return { ...stats };
+  return { ...stats, failures: [...stats.failures] };
 }

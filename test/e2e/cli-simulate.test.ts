@@ -36,14 +36,14 @@ describe('bifrost simulate', () => {
       ['simulate', '--json', '--clients', '24', '--ramp', '0,50,100', '--every', '4s', '--collections', '4', '--updates-per-sec', '5', '--shim', stack.info.shimUrl, '--admin-url', stack.info.adminUrl],
       { cwd: stack.dir, env: stack.env },
     );
-    const out = json<{ ok: boolean; clients: number; onBackend: { sync: number; bifrost: number }; missed: number; expected: number; delivered: number; updates: number; reconnects: number; failedRequests: number; startPercent: number; restored: boolean }>(r);
+    const out = json<{ ok: boolean; clients: number; onBackend: { sync: number; bifrost: number }; missed: number; expected: number; delivered: number; updates: number; reconnects: number; failedRequests: number; failures: string[]; startPercent: number; restored: boolean }>(r);
     expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
     expect(out.ok).toBe(true);
     expect(out).toMatchObject({ startPercent: 7, restored: true });
     expect((await adminRollout(stack)).percent).toBe(7);
     expect(out.onBackend).toEqual({ sync: 0, bifrost: 24 });
     expect(out.missed).toBe(0);
-    expect(out.failedRequests).toBe(0);
+    expect(out.failedRequests, out.failures.join('\n')).toBe(0);
     expect(out.updates).toBeGreaterThan(5);
     expect(out.expected).toBeGreaterThan(0);
     // Each client moved at most once per step that changed its backend.

@@ -80,6 +80,38 @@ describe('Sync reference app', () => {
     expect(await get(`${s.url}/collection/h1`)).toEqual({ status: 403, body: { error: { name: 'authenticationError', message: 'missing access token' } } });
   });
 
+  it('updates a record in place: reads and updates during updates never find it missing, and no update is lost', async () => {
+    // sails-disk turns every blueprint update (which always sets the primary key) into
+    // find + destroy + create: a read in between answered 404 for a record that exists.
+    const s = await sync();
+    const headers = { 'content-type': 'application/json', 'x-access-token': await token() };
+    const url = `${s.url}/collection/busy`;
+    expect((await fetch(`${s.url}/collection`, { method: 'POST', headers, body: JSON.stringify({ id: 'busy', workspace: 'w', name: 'n0', data: {} }) })).status).toBe(200);
+    const failed: string[] = [];
+    let writing = true;
+    const readers = Array.from({ length: 4 }, async () => {
+      while (writing) {
+        const res = await fetch(url, { headers });
+        if (res.status !== 200) failed.push(`GET ${res.status}`);
+        await res.arrayBuffer();
+      }
+    });
+    // Two writers at once, each on its own field: both must stick.
+    const writer = (field: 'name' | 'workspace') =>
+      (async () => {
+        for (let i = 1; i <= 20; i++) {
+          const res = await fetch(url, { method: 'PATCH', headers, body: JSON.stringify({ [field]: `${field}-${i}` }) });
+          if (res.status !== 200) failed.push(`PATCH ${field} ${res.status}`);
+          await res.arrayBuffer();
+        }
+      })();
+    await Promise.all([writer('name'), writer('workspace')]);
+    writing = false;
+    await Promise.all(readers);
+    expect(failed).toEqual([]);
+    expect((await get(url, { 'x-access-token': await token() })).body).toMatchObject({ id: 'busy', name: 'name-20', workspace: 'workspace-20' });
+  });
+
   it('runs two independent instances in one process', async () => {
     const a = await sync();
     const b = await sync();
