@@ -35,7 +35,8 @@ export interface FlagWrite {
   /** Why (LaunchDarkly keeps it in the flag's history). */
   comment: string;
   /**
-   * `bifrost rollout rollback` (with percent 0): everyone to Sync. Live
+   * `bifrost rollout rollback`, or a ramp's breach rollback to 0 % (with
+   * percent 0): everyone to Sync. Live
    * LaunchDarkly then also turns targeting off when the flag's off variation is
    * "sync", so its individual targets and rules no longer apply either.
    */

@@ -551,7 +551,8 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
           // Before every attempt: stop if someone else took the ramp over meanwhile (`rollout rollback` ends it
           // and writes 0% itself); refresh the heartbeat. The store being down must not stop the rollback.
           await stillMine(['rolling-back', 'running'], 'write');
-          return flag.write({ percent: to, bucketBy: plan.bucketBy ?? undefined, comment: `bifrost rollout ramp: guard breached at ${pending.from}%, rolled back to ${to}%` });
+          // A rollback to 0% is everyone to Sync, like `rollout rollback` (live LaunchDarkly also turns targeting off).
+          return flag.write({ percent: to, bucketBy: plan.bucketBy ?? undefined, comment: `bifrost rollout ramp: guard breached at ${pending.from}%, rolled back to ${to}%`, rollback: to === 0 });
         },
         { forMs: deps.rollbackRetryMs ?? ROLLBACK_RETRY_MS, all: true, minWaitMs: deps.retryMinWaitMs, signal: deps.signal, onRetry },
       );

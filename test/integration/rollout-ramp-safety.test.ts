@@ -94,6 +94,8 @@ class FlakyFlag implements FlagTarget {
   readonly description: string;
   readonly file: string;
   writes: number[] = [];
+  /** Every write asked, whole (its `rollback` flag included). */
+  changes: FlagWrite[] = [];
   constructor(
     private readonly inner: FileFlagTarget,
     public failWrite: (percent: number, attempt: number) => boolean = () => false,
@@ -110,6 +112,7 @@ class FlakyFlag implements FlagTarget {
   }
   async write(change: FlagWrite): Promise<FlagWriteResult> {
     this.writes.push(change.percent);
+    this.changes.push(change);
     const attempt = this.writes.filter((p) => p === change.percent).length;
     if (this.failWrite(change.percent, attempt)) throw Object.assign(new Error(`write of ${change.percent}% failed: connect ETIMEDOUT`), { code: 'ETIMEDOUT' });
     return this.inner.write(change);
@@ -177,6 +180,8 @@ describe('rollback when the flag write fails', () => {
     expect(out.kind).toBe('rolled-back');
     expect(out.rolledBackTo).toBe(0);
     expect(flag.writes).toEqual([10, 0, 0, 0, 0]);
+    // The step is a plain write; the rollback to 0% is written as a rollback (live LaunchDarkly then turns targeting off).
+    expect(flag.changes.map((c) => c.rollback === true)).toEqual([false, true, true, true, true]);
     expect((await readRollout(t.flagsFile)).percent).toBe(0);
     expect(t.lines.filter((l) => /^retry: writing the rollback to 0% failed \(write of 0% failed: connect ETIMEDOUT\); retrying with backoff/.test(l))).toHaveLength(3);
     expect(await t.store.read()).toMatchObject({ phase: 'rolled-back', percent: 0, owner: null, rollback: { to: 0, from: 10 } });
@@ -234,9 +239,12 @@ describe('a ramp only moves forward', () => {
     expect(rollbackTarget({ rollbackTo: 5 }, 0, 10)).toEqual({ to: 5, why: '--rollback-to' });
     expect(rollbackTarget({ rollbackTo: null }, 40, 25)).toMatchObject({ to: 0 });
     const t = await setup(2);
-    const out = await runRamp({ plan: plan({ steps: [10], rollbackTo: 30 }), resume: false, restart: false }, t.deps(t.file, () => 'bad'));
+    const flag = new FlakyFlag(t.file);
+    const out = await runRamp({ plan: plan({ steps: [10], rollbackTo: 30 }), resume: false, restart: false }, t.deps(flag, () => 'bad'));
     expect(out.kind).toBe('rolled-back');
     expect(out.rolledBackTo).toBe(2);
+    // A rollback that keeps some users on Bifrost is a plain percentage write (targeting is left as it is).
+    expect(flag.changes.map((c) => [c.percent, c.rollback === true])).toEqual([[10, false], [2, false]]);
     expect(out.message).toMatch(/rolled back to 2% \(last good step; --rollback-to 30% is not below the breaching 10%\)/);
     expect((await readRollout(t.flagsFile)).percent).toBe(2);
   });
