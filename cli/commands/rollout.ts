@@ -19,8 +19,8 @@ import { MetricsSampler, defaultSyncMetricsUrl } from '../rollout/metrics-window
 import { openRampStore } from '../rollout/open-ramp-store.ts';
 import { PlainRampReporter, TerminalRampReporter, type RampReporter } from '../rollout/progress-bar.ts';
 import { describePlan, formatDuration, parseCount, parseInterval, parseRate, parseSteps, type RampPlan } from '../rollout/ramp-plan.ts';
-import { asProcessIdentity, processAlive } from '../pid.ts';
-import { PROCESS_STOPPED_EVENT, describeOwner, describeStep, runRamp, type RampOutcome } from '../rollout/ramp-runner.ts';
+import { LATE_WRITE_WATCH_EVERY_MS, LATE_WRITE_WATCH_MS, ownerMayStillWrite, watchForLateWrites } from '../rollout/late-write-watch.ts';
+import { describeOwner, describeStep, runRamp, type RampOutcome } from '../rollout/ramp-runner.ts';
 import { LEASE_STALE_MS, leaseAlive, rampBlocksWrite, unfinished, withEvent, type RampDoc, type RampLease } from '../rollout/ramp-state.ts';
 import type { RampStore } from '../rollout/ramp-store.ts';
 import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
@@ -39,9 +39,6 @@ interface CommonOptions {
   createFlagsFile?: boolean;
 }
 
-/** How long `rollout rollback` watches the flag for a late write by the ramp's process it ended, and how often. */
-const ROLLBACK_WATCH_MS = 20_000;
-const ROLLBACK_WATCH_EVERY_MS = 1_500;
 
 function common(cmd: Command): Command {
   return cmd
@@ -423,8 +420,8 @@ function registerRollback(rollout: Command): void {
       `
 Order: the ramp (if any) is marked "rolling back" so its process stops; 0% is written, retried
 with backoff for up to ${ROLLBACK_RETRY_MS / 60_000} minutes (a line per retry); when a ramp process may still be
-writing, the flag is watched (every ${ROLLBACK_WATCH_EVERY_MS / 1000}s, until that process records it stopped, at most
-${ROLLBACK_WATCH_MS / 1000}s) and 0% written again if a late write landed; the shim's GET /api/rollout is polled
+writing, the flag is watched (every ${LATE_WRITE_WATCH_EVERY_MS / 1000}s, until that process records it stopped, at most
+${LATE_WRITE_WATCH_MS / 1000}s) and 0% written again if a late write landed; the shim's GET /api/rollout is polled
 until it routes 0% (--apply-timeout); only then is the ramp recorded "rolled back" and the shim
 asked to drain (POST /api/drain with BIFROST_ADMIN_TOKEN), which closes the moved connections at
 its rebalance rate so unchanged clients reconnect to Sync. Exit 1 when 0% could not be written,
@@ -478,23 +475,19 @@ Example:
           written = await write();
           // The ramp's process may have been writing (a step, or its own rollback) at this very moment, with a
           // write attempt already past its ownership check: watch the flag and write 0% again if a late write
-          // lands — until that process records that it stopped, or for at most ROLLBACK_WATCH_MS. Not needed
-          // when the ramp had no owner, or its process is gone (same host).
-          const owner = ended?.owner ?? null;
-          const ownerGone = !owner || (owner.host === hostname() && !processAlive(owner.pid, asProcessIdentity(owner.process)));
-          if (ended && !ownerGone) {
-            const until = Date.now() + ROLLBACK_WATCH_MS;
-            for (let last = false; !last; ) {
-              await new Promise((r) => setTimeout(r, ROLLBACK_WATCH_EVERY_MS));
-              // One more flag check after the process said it stopped (its last write may have just landed).
-              const doc = await store.read().catch(() => null);
-              last = Date.now() >= until || !!doc?.history.some((e) => e.event === PROCESS_STOPPED_EVENT && e.detail === owner.id);
-              const now = await routine('reading the flag', () => flag.read());
-              if (now.percent !== 0) {
-                note(`warning: the ramp's process wrote ${now.percent}% after the rollback; writing 0% again`);
+          // lands (late-write-watch.ts). Not needed when the ramp had no owner, or its process is gone (same host).
+          const owner = ended?.owner;
+          if (ended && ownerMayStillWrite(owner)) {
+            await watchForLateWrites({
+              rampId: ended.doc.id,
+              owner,
+              readRamp: () => store.read(),
+              readPercent: async () => (await routine('reading the flag', () => flag.read())).percent,
+              writeZero: async () => {
                 written = await write();
-              }
-            }
+              },
+              onLateWrite: (percent) => note(`warning: the ramp's process wrote ${percent}% after the rollback; writing 0% again`),
+            });
           }
         } catch (err) {
           throw new CliError(

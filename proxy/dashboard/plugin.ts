@@ -20,7 +20,9 @@ import { timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { BucketBy } from '../flags-file.ts';
+import { readRollout, writeRollout, type BucketBy } from '../flags-file.ts';
+import { ownerMayStillWrite, watchForLateWrites } from '../../cli/rollout/late-write-watch.ts';
+import type { RampLease } from '../../cli/rollout/ramp-state.ts';
 import { previewMove } from './move-preview.ts';
 import { RampControl, type RampAction } from './ramp-control.ts';
 import type { RampStore } from '../../cli/rollout/ramp-store.ts';
@@ -29,6 +31,8 @@ import { SquadBoardReader, type SquadBoardOptions } from './squad-board.ts';
 
 export interface DashboardDeps extends DashboardSources {
   adminToken: string;
+  /** Makes the flag source apply the flags file now (local mode). */
+  reloadFlags: () => Promise<void>;
 }
 
 export interface DashboardOptions extends SamplerOptions {
@@ -38,6 +42,9 @@ export interface DashboardOptions extends SamplerOptions {
   squads?: SquadBoardOptions;
   /** Open event streams allowed at once (default 32); more get 503. */
   maxStreams?: number;
+  /** After "Roll back" ended a ramp whose process may still write: how long, and how often, the flags file is watched for a late write. */
+  lateWriteWatchMs?: number;
+  lateWriteWatchEveryMs?: number;
 }
 
 const ASSETS = new URL('./assets/', import.meta.url);
@@ -119,7 +126,9 @@ export function dashboardPlugin(deps: DashboardDeps, opts: DashboardOptions = {}
       for (const res of streams) res.destroy();
       streams.clear();
     });
+    const watches = new Set<AbortController>();
     app.addHook('onClose', async () => {
+      for (const w of watches) w.abort();
       await sampler.close();
       await ramp.close();
       await squads.close();
@@ -201,6 +210,31 @@ export function dashboardPlugin(deps: DashboardDeps, opts: DashboardOptions = {}
       },
     );
 
+    /** The ended ramp's process may still land a write after the page's 0 %: undo it, as `rollout rollback` does. */
+    const watchLateWrites = (rampId: string, owner: RampLease | null | undefined) => {
+      const flagsFile = deps.flagsFile;
+      if (deps.flags.mode !== 'file' || !flagsFile || !ownerMayStillWrite(owner)) return;
+      const abort = new AbortController();
+      watches.add(abort);
+      const log = deps.log.child({ component: 'dashboard', ramp: rampId });
+      watchForLateWrites({
+        rampId,
+        owner,
+        readRamp: () => ramp.read(),
+        readPercent: async () => (await readRollout(flagsFile)).percent,
+        writeZero: async () => {
+          await writeRollout(flagsFile, { percent: 0, bucketBy: (await readRollout(flagsFile)).bucketBy });
+          await deps.reloadFlags();
+        },
+        onLateWrite: (percent) => log.warn({ percent }, `the ramp's process wrote ${percent}% after the dashboard's rollback; writing 0% again`),
+        forMs: opts.lateWriteWatchMs,
+        everyMs: opts.lateWriteWatchEveryMs,
+        signal: abort.signal,
+      })
+        .catch((err: unknown) => log.error({ err: (err as Error).message }, 'watching for a late ramp write after the rollback failed; check the rollout (`bifrost rollout status`)'))
+        .finally(() => watches.delete(abort));
+    };
+
     const rampRoute = (path: string, action: RampAction) =>
       app.post(
         path,
@@ -220,6 +254,7 @@ export function dashboardPlugin(deps: DashboardDeps, opts: DashboardOptions = {}
           }
           if (r.noRamp) return sendError(reply, 409, 'conflict', r.message);
           deps.log.info({ action, by, changed: r.changed }, 'ramp steered from the dashboard');
+          if (action === 'end' && r.changed && r.ramp) watchLateWrites(r.ramp.id, r.endedOwner);
           void sampler.tick(true);
           return { ok: true, changed: r.changed, message: r.message, paused: r.ramp?.paused ?? null, phase: r.ramp?.phase ?? null };
         },

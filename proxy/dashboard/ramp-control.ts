@@ -15,11 +15,15 @@
  *   which records `rolled-back`; then it drains. A 0 % write that fails leaves
  *   the record `rolling-back`, never "rolled back" while the flag is still up;
  *   `bifrost rollout rollback` or `rollout ramp --resume` finishes it.
+ *   The ramp's process may have had a write on the way when it was ended: the
+ *   plugin then watches the flags file for a while and writes 0 % again if a
+ *   late write lands (cli/rollout/late-write-watch.ts), as `rollout rollback`
+ *   does.
  * - pause / resume refuse a ramp that is rolling back.
  */
 import { hostname } from 'node:os';
 import { openRampStore } from '../../cli/rollout/open-ramp-store.ts';
-import { LEASE_STALE_MS, leaseAlive, timeLeftMs, unfinished, withEvent, type RampDoc } from '../../cli/rollout/ramp-state.ts';
+import { LEASE_STALE_MS, leaseAlive, timeLeftMs, unfinished, withEvent, type RampDoc, type RampLease } from '../../cli/rollout/ramp-state.ts';
 import type { RampStore } from '../../cli/rollout/ramp-store.ts';
 
 export type RampAction = 'pause' | 'resume' | 'end' | 'finish';
@@ -32,6 +36,8 @@ export interface RampActionResult {
   /** No unfinished ramp to act on. */
   noRamp: boolean;
   ramp: RampDoc | null;
+  /** `end` only: the ramp's owner before it was ended (its process may still have a write on the way). */
+  endedOwner?: RampLease | null;
 }
 
 export interface RampView {
@@ -102,7 +108,7 @@ export class RampControl {
 
   /** Pauses, resumes or ends the unfinished ramp, on behalf of `by`. */
   async act(action: RampAction, by: string): Promise<RampActionResult> {
-    const r = await this.store.update<{ doc: RampDoc | null; changed: boolean }>((cur) => {
+    const r = await this.store.update<{ doc: RampDoc | null; changed: boolean; endedOwner?: RampLease | null }>((cur) => {
       const u = unfinished(cur);
       if (!u) return { result: { doc: cur, changed: false } };
       const now = new Date();
@@ -114,7 +120,7 @@ export class RampControl {
           { event: 'rolling-back', percent: 0, detail: `by ${by}` },
           now,
         );
-        return { next, result: { doc: next, changed: true } };
+        return { next, result: { doc: next, changed: true, endedOwner: u.owner } };
       }
       if (action === 'finish') {
         // Only the rollback `end` started (to 0 %), once the page has seen the shim route by 0 %.
@@ -148,8 +154,11 @@ export class RampControl {
     }
     const step = `step ${Math.min(doc.stepIndex, doc.plan.steps.length - 1) + 1}/${doc.plan.steps.length}`;
     let message: string;
-    if (action === 'end') message = `the ramp is rolling back from ${step}: its process stops at its next tick`;
-    else if (action === 'finish') message = `the ramp was rolled back to 0% at ${step}`;
+    if (action === 'end') {
+      message = `the ramp is rolling back from ${step}: its process stops at its next tick`;
+      return { changed: r.changed, noRamp: false, ramp: doc, message, endedOwner: r.endedOwner ?? null };
+    }
+    if (action === 'finish') message = `the ramp was rolled back to 0% at ${step}`;
     else if (action === 'pause') message = r.changed ? `ramp paused at ${step}: the rollout holds ${doc.percent}%` : `the ramp was already paused at ${step}`;
     else message = r.changed ? `ramp resumed at ${step}` : `the ramp was not paused (at ${step})`;
     return { changed: r.changed, noRamp: false, ramp: doc, message };
