@@ -239,8 +239,16 @@ function drainPlugin(deps: AdminDeps): FastifyPluginAsync {
       },
       async (req, reply) => {
         const body = req.body ?? {};
-        if (body.node && !deps.pool.byId(body.node)) throw new HttpError(400, 'badRequest', `unknown Bifrost node "${body.node}"`);
-        const node = body.node ? deps.pool.byId(body.node)!.id : undefined;
+        // A node discovery has dropped (a pod gone from DNS but still running) may still hold sockets through
+        // this shim: its id stays drainable while any of them is live.
+        let node: string | undefined;
+        if (body.node) {
+          node = deps.pool.byId(body.node)?.id ?? (deps.registry.all().some((c) => c.node === body.node) ? body.node : undefined);
+          if (!node) {
+            const known = deps.pool.nodes.map((n) => n.id);
+            throw new HttpError(400, 'badRequest', `unknown Bifrost node "${body.node}": neither a node of the pool (${known.length ? known.join(', ') : 'none'}) nor one this shim holds connections to`);
+          }
+        }
         const queued = await deps.rebalancer.enqueue({ ...body, node }, 'admin');
         reply.code(202);
         return { queued, rate: deps.rebalancer.rate, scope: body.scope ?? 'changed' };

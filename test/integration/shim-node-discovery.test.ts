@@ -11,6 +11,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { signRouteToken } from '../../proxy/route-token.ts';
 import { startTestShim } from '../support/test-shim.ts';
 import { shimOptionsFromCli } from '../../cli/commands/shim.ts';
 import { resolveShimOptions } from '../../proxy/shim.ts';
@@ -20,17 +22,32 @@ interface Pod {
   close(): Promise<void>;
 }
 
-/** A gateway stand-in answering /load with its node id (and whether it drains). */
+/** A gateway stand-in answering /load with its node id (and whether it drains), and accepting WebSocket upgrades (it holds them open). */
 async function startPod(host: string, port: number, node: string, state: { draining: boolean }): Promise<{ port: number } & Pod> {
   const server = http.createServer((req, res) => {
     res.writeHead(req.url === '/load' ? 200 : 404, { 'content-type': 'application/json' });
     res.end(req.url === '/load' ? JSON.stringify({ node, loadFactor: 0.2, draining: state.draining, broker: 'redis' }) : '{}');
   });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => undefined);
+    wss.handleUpgrade(req, socket, head, () => undefined);
+  });
+  server.on('close', () => {
+    for (const c of wss.clients) c.terminate();
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
-  return { port: (server.address() as AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const c of wss.clients) c.terminate();
+        server.close(() => r());
+      }),
+  };
 }
 
 async function until(what: string, check: () => Promise<boolean>, limitMs = 5000): Promise<void> {
@@ -115,6 +132,56 @@ describe('Bifrost node discovery (dns+)', () => {
       await until('two nodes again', async () => (await nodes()).length === 2);
       await until('gw-b polled', async () => (await nodes()).some((n) => n.id === 'gw-b' && n.reachable === true));
     } finally {
+      await shim.close();
+    }
+  });
+
+  it('drains by id a node that left the name while the shim still holds sockets to it; an id it never saw is a clear 400', async () => {
+    let answer = ['127.0.0.1', '127.0.0.2'];
+    const routeSecret = 'discovery-route-secret';
+    const { shim } = await startTestShim(
+      { dir, syncUrl: 'http://127.0.0.1:9', bifrostUrls: [`dns+http://gateways.bifrost.test:${port}`], tokenSecret: 'discovery-secret', adminToken: 'discovery-admin' },
+      { percent: 100 },
+      { godserverUrl: 'http://127.0.0.1:9', loadPollIntervalMs: 100, routeSecret, resolveHost: async () => answer },
+    );
+    const sockets: WebSocket[] = [];
+    const rollout = async () => (await (await fetch(`${shim.adminUrl}/api/rollout`)).json()) as { connections: { bifrost: number; nodes: { id: string; connections: number; reachable: boolean | null }[] } };
+    const drain = (body: unknown) =>
+      fetch(`${shim.adminUrl}/api/drain`, { method: 'POST', headers: { authorization: 'Bearer discovery-admin', 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    try {
+      await until('both nodes polled', async () => (await rollout()).connections.nodes.filter((n) => n.reachable).length === 2);
+      // Users spread over both pods (each user's node is a hash of the user): 12 sockets through the shim.
+      for (let i = 0; i < 12; i++) {
+        const bf = signRouteToken(routeSecret, { userId: `drain-user-${i}`, teamId: 't' }, 3600);
+        const ws = new WebSocket(`${shim.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket&bf_route=${bf}`);
+        ws.on('error', () => undefined);
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+        });
+        sockets.push(ws);
+      }
+      const onB = (await rollout()).connections.nodes.find((n) => n.id === 'gw-b')!.connections;
+      expect(onB).toBeGreaterThan(0);
+      // gw-b leaves the Service, but its pod still runs and holds its sockets.
+      answer = ['127.0.0.1'];
+      await until('gw-b gone from the pool', async () => (await rollout()).connections.nodes.length === 1);
+      expect((await rollout()).connections.bifrost).toBe(12);
+
+      const unknown = await drain({ node: 'gw-never-seen', scope: 'all' });
+      expect(unknown.status).toBe(400);
+      expect(((await unknown.json()) as { error: { message: string } }).error.message).toBe(
+        'unknown Bifrost node "gw-never-seen": neither a node of the pool (gw-a) nor one this shim holds connections to',
+      );
+      const res = await drain({ node: 'gw-b', scope: 'all' });
+      expect(res.status).toBe(202);
+      expect(((await res.json()) as { queued: number }).queued).toBe(onB);
+      await until('gw-b sockets closed', async () => sockets.filter((w) => w.readyState === WebSocket.CLOSED).length === onB);
+      expect((await rollout()).connections.bifrost).toBe(12 - onB);
+      // Once none is left, the id is unknown again.
+      expect((await drain({ node: 'gw-b' })).status).toBe(400);
+    } finally {
+      for (const w of sockets) w.terminate();
       await shim.close();
     }
   });
