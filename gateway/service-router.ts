@@ -132,26 +132,20 @@ export class ServiceRouter {
     const def = (await this.services()).find((s) => s.name === service) ?? (await this.broker.getService(service));
     if (!def) throw new GatewayError('invalidServiceError', `unknown service "${service}"`);
     if (!def.prefixes.some((p) => prefixMatches(p, path))) {
-      throw new GatewayError('invalidPathError', `path ${path} is outside the prefixes of service "${service}" (${def.prefixes.join(', ')})`);
+      const err = new GatewayError('invalidPathError', `path ${path} is outside the prefixes of service "${service}" (${def.prefixes.join(', ')})`);
+      err.service = def.name; // a registered service (from the cache or the store): a safe metric label
+      throw err;
     }
     return { def, path, search };
   }
 
   /**
    * Routes and calls the upstream. A GatewayError carries `service` when the
-   * service is a registered one (it becomes a metric label; a name the client
-   * made up must not).
+   * service is a registered one, found in the cache or in the store (it becomes
+   * a metric label; a name the client made up must not).
    */
   async forward(req: ProxyRequest): Promise<ProxyResponse> {
-    let def: ServiceDefinition;
-    let path: string;
-    let search: string;
-    try {
-      ({ def, path, search } = await this.resolve(req.service, req.path));
-    } catch (err) {
-      if (err instanceof GatewayError && req.service !== undefined && this.cache?.services.some((s) => s.name === req.service)) err.service = req.service;
-      throw err;
-    }
+    const { def, path, search } = await this.resolve(req.service, req.path);
     try {
       return await this.call(def, path, search, req);
     } catch (err) {
