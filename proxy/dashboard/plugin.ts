@@ -42,9 +42,6 @@ export interface DashboardOptions extends SamplerOptions {
   squads?: SquadBoardOptions;
   /** Open event streams allowed at once (default 32); more get 503. */
   maxStreams?: number;
-  /** After "Roll back" ended a ramp whose process may still write: how long, and how often, the flags file is watched for a late write. */
-  lateWriteWatchMs?: number;
-  lateWriteWatchEveryMs?: number;
 }
 
 const ASSETS = new URL('./assets/', import.meta.url);
@@ -227,8 +224,6 @@ export function dashboardPlugin(deps: DashboardDeps, opts: DashboardOptions = {}
           await deps.reloadFlags();
         },
         onLateWrite: (percent) => log.warn({ percent }, `the ramp's process wrote ${percent}% after the dashboard's rollback; writing 0% again`),
-        forMs: opts.lateWriteWatchMs,
-        everyMs: opts.lateWriteWatchEveryMs,
         signal: abort.signal,
       })
         .catch((err: unknown) => log.error({ err: (err as Error).message }, 'watching for a late ramp write after the rollback failed; check the rollout (`bifrost rollout status`)'))
