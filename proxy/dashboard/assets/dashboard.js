@@ -192,15 +192,10 @@
       } catch (e) {
         if (e.status !== 409) throw e; // 409: no ramp in progress
       }
-      // 2. 0%. The shim has applied it when the call returns.
+      // 2. 0%. The shim has applied it when the call returns. A step the ramp was writing at that very
+      //    moment may still land: the shim watches for it since step 1 and writes 0% again.
       try {
         await call('PUT', '/api/rollout', { percent: 0 });
-        if (endedRamp) {
-          // The ramp may have been writing a step at that very moment: check once more after its next tick.
-          await new Promise(function (r) { setTimeout(r, 1500); });
-          var now = await (await fetch('/api/rollout')).json();
-          if (now.percent !== 0) await call('PUT', '/api/rollout', { percent: 0 });
-        }
       } catch (e) {
         say('Could not write 0%: ' + e.message + (endedRamp ? ' The ramp is recorded as rolling back to 0% and writes no more steps.' : '') + ' Press Roll back again, or run `bifrost rollout rollback`.', true);
         refreshNow();
