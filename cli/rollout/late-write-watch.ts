@@ -12,9 +12,8 @@
  */
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asProcessIdentity, processAlive } from '../pid.ts';
 import { PROCESS_STOPPED_EVENT } from './ramp-runner.ts';
-import type { RampDoc, RampLease } from './ramp-state.ts';
+import { leaseAlive, type RampDoc, type RampLease } from './ramp-state.ts';
 
 /** How long the rollout is watched for a late write, and how often. */
 export const LATE_WRITE_WATCH_MS = 20_000;
@@ -26,8 +25,7 @@ export const LATE_WRITE_WATCH_EVERY_MS = 1_500;
  * stale but may only be stalled, counts as alive).
  */
 export function ownerMayStillWrite(owner: RampLease | null | undefined): owner is RampLease {
-  if (!owner) return false;
-  return owner.host !== hostname() || processAlive(owner.pid, asProcessIdentity(owner.process));
+  return leaseAlive(owner, { now: Date.now(), host: hostname(), staleMs: Infinity });
 }
 
 export interface LateWriteWatch {

@@ -103,7 +103,8 @@ export interface RampOutcome {
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
-function newDoc(plan: RampPlan, startPercent: number, owner: RampLease, now: Date): RampDoc {
+/** A new running ramp at its first step, as `rollout ramp` records it (tests build theirs from it too). */
+export function newRampDoc(plan: RampPlan, startPercent: number, owner: RampLease | null, now: Date): RampDoc {
   const at = now.toISOString();
   return {
     format: RAMP_FORMAT,
@@ -226,7 +227,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
     // A ramp only moves forward: starting below the current percentage would move users back to Sync,
     // and its "last good" (the current percentage) would sit above its own steps.
     if (req.plan.steps[0]! < flagNow.percent) return { result: { below: flagNow.percent } };
-    const next = newDoc(req.plan, flagNow.percent, lease, now);
+    const next = newRampDoc(req.plan, flagNow.percent, lease, now);
     return { next, result: { doc: next, resumed: false } };
   }));
   if ('below' in acquired) {

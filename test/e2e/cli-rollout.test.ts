@@ -38,6 +38,17 @@ interface RampFile {
 }
 const rampFile = () => readJsonFile<RampFile>(join(stack.dir, '.bifrost/ramp.json'));
 
+/** From 0 %, a `rollout ramp --steps 20,40 --interval 5m` process, once it runs (and owns) its first step. */
+async function rampRunningAt20() {
+  expect((await cli(['set', '0'])).code).toBe(0);
+  const ramp = spawnBifrost(['rollout', 'ramp', '--steps', '20,40', '--interval', '5m', '--admin-url', stack.info.adminUrl], { cwd: stack.dir, env: stack.env });
+  await waitFor('the ramp to run at 20%', async () => {
+    const s = await rampFile();
+    return s && s.phase === 'running' && s.percent === 20 && s.owner?.pid === ramp.child.pid ? s : undefined;
+  }, 60_000, 50);
+  return ramp;
+}
+
 /** Makes Bifrost fail requests for real: a service whose upstream is down, called through /v1/proxy. */
 async function startFailingTraffic(): Promise<() => Promise<number>> {
   const privateUrl = stack.info.nodes[0]!.privateUrl;
@@ -323,12 +334,7 @@ describe('bifrost rollout ramp', () => {
   }, 300_000);
 
   it('refuses a second ramp, pauses and resumes from another terminal, and rollback ends it and drains', async () => {
-    expect((await cli(['set', '0'])).code).toBe(0);
-    const ramp = spawnBifrost(['rollout', 'ramp', '--steps', '20,40', '--interval', '5m', '--admin-url', stack.info.adminUrl], { cwd: stack.dir, env: stack.env });
-    await waitFor('the ramp to run at 20%', async () => {
-      const s = await rampFile();
-      return s && s.phase === 'running' && s.percent === 20 && s.owner?.pid === ramp.child.pid ? s : undefined;
-    }, 60_000, 50);
+    const ramp = await rampRunningAt20();
 
     const second = await cli(['ramp', '--steps', '20,40', '--interval', '5m']);
     expect(second.code).toBe(2);
@@ -376,12 +382,7 @@ describe('bifrost rollout ramp', () => {
   }, 300_000);
 
   it('rollback writes 0% before it ends the ramp (a flag it cannot write yet leaves the ramp "rolling back", not "0%")', async () => {
-    expect((await cli(['set', '0'])).code).toBe(0);
-    const ramp = spawnBifrost(['rollout', 'ramp', '--steps', '20,40', '--interval', '5m', '--admin-url', stack.info.adminUrl], { cwd: stack.dir, env: stack.env });
-    await waitFor('the ramp to run at 20%', async () => {
-      const s = await rampFile();
-      return s && s.phase === 'running' && s.percent === 20 && s.owner?.pid === ramp.child.pid ? s : undefined;
-    }, 60_000, 50);
+    const ramp = await rampRunningAt20();
     // Another writer holds the flags file's lock: writes fail until it lets go.
     const lock = join(stack.dir, 'flags.json.lock');
     await mkdir(lock);

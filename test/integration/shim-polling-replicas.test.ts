@@ -8,45 +8,18 @@
  * Bifrost nodes (with /load), two shims share the route secret and the node
  * list, and raw engine.io v4 polling requests alternate between the shims.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Server as SocketIoServer } from 'socket.io';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signRouteToken } from '../../proxy/route-token.ts';
 import { startTestShim } from '../support/test-shim.ts';
+import { startSocketIoBackend, type SocketIoBackend } from '../support/socket-io-backend.ts';
 import type { ShimHandle } from '../../proxy/shim.ts';
 
 const tokenSecret = 'polling-replicas-secret';
 const routeSecret = 'polling-replicas-route-secret';
 const adminToken = 'polling-replicas-admin';
-
-interface Node {
-  name: string;
-  url: string;
-  close(): Promise<void>;
-}
-
-/** A socket.io 4 server (polling + websocket) answering virtual GETs with its name, and /load like a Bifrost node. */
-async function startNode(name: string): Promise<Node> {
-  const server = http.createServer((req, res) => {
-    if (req.url === '/load') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ node: name, loadFactor: 0.1, draining: false }));
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  const io = new SocketIoServer(server, { transports: ['polling', 'websocket'] });
-  io.on('connection', (socket) => {
-    socket.on('get', (_req: unknown, ack: (res: unknown) => void) => ack({ statusCode: 200, body: { name }, headers: {} }));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { name, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => io.close(() => r())) };
-}
 
 /** One engine.io v4 polling request through a shim; returns the status and body. */
 async function poll(shim: ShimHandle, route: string, opts: { sid?: string; body?: string } = {}): Promise<{ status: number; body: string }> {
@@ -82,12 +55,12 @@ async function sessionAcross(shims: ShimHandle[], userId: string): Promise<strin
 }
 
 let dir: string;
-let nodes: Node[];
+let nodes: SocketIoBackend[];
 let shims: ShimHandle[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'bifrost-polling-replicas-'));
-  nodes = await Promise.all(['node-a', 'node-b'].map(startNode));
+  nodes = await Promise.all(['node-a', 'node-b'].map(startSocketIoBackend));
 });
 afterAll(async () => {
   await Promise.all(shims.map((s) => s.close()));

@@ -7,7 +7,6 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Server as SocketIoServer } from 'socket.io';
 import { io as ioV4 } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signAccessToken } from '../../gateway/token.ts';
@@ -16,6 +15,7 @@ import { startMarkedSyncPair, type MarkedSyncPair } from '../support/sync-pair.t
 import { connectSailsIoClient, SAILS_SDK_QUERY, type LegacyClient } from '../support/legacy-clients.ts';
 import type { ShimHandle, ShimOptions } from '../../proxy/shim.ts';
 import { startTestShim } from '../support/test-shim.ts';
+import { startSocketIoBackend } from '../support/socket-io-backend.ts';
 import { FLAG_KEY, buildFlag } from '../../proxy/flags-file.ts';
 
 const tokenSecret = 'shim-rebalance-test-secret';
@@ -242,28 +242,3 @@ describe('live rebalance (Sails stand-in for Bifrost)', () => {
   });
 });
 
-/** A plain socket.io 4 server (polling + websocket, EIO3 allowed) answering virtual GETs with its name, plus /load. */
-async function startSocketIoBackend(name: string): Promise<{ url: string; handshakeQueries: Record<string, unknown>[]; close(): Promise<void> }> {
-  // Like a Bifrost node, it serves its load document on /load.
-  const server = http.createServer((req, res) => {
-    if (req.url === '/load') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ node: name, loadFactor: 0.1, draining: false }));
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  const ioServer = new SocketIoServer(server, { allowEIO3: true, transports: ['polling', 'websocket'] });
-  const handshakeQueries: Record<string, unknown>[] = [];
-  ioServer.on('connection', (socket) => {
-    handshakeQueries.push({ ...socket.handshake.query });
-    socket.on('get', (_req: unknown, ack: (res: unknown) => void) => ack({ statusCode: 200, body: { name }, headers: {} }));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    handshakeQueries,
-    close: () => new Promise<void>((r) => ioServer.close(() => r())),
-  };
-}
