@@ -25,14 +25,15 @@ import { LEASE_STALE_MS, leaseAlive, rampBlocksWrite, unfinished, withEvent, typ
 import type { RampStore } from '../rollout/ramp-store.ts';
 import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from '../rollout/retry.ts';
-import { gatherStatus, renderStatus } from '../rollout/rollout-status.ts';
+import { gatherStatus, renderStatus, type ShimView } from '../rollout/rollout-status.ts';
 import { DEFAULT_APPLY_TIMEOUT_MS, drainIfApplied, waitUntilApplied, type ApplyCheck } from '../rollout/shim-apply.ts';
-import { ShimAdminClient, adminTokenFromEnv, defaultAdminUrl } from '../rollout/shim-admin-client.ts';
+import { ShimAdminClient, adminTokenFromEnv, defaultAdminUrl, type ShimAdmins } from '../rollout/shim-admin-client.ts';
 
 interface CommonOptions {
   json?: boolean;
   flagsFile: string;
-  adminUrl: string;
+  /** Every shim replica's admin API (repeatable); unset = defaultAdminUrl(). */
+  adminUrl?: string[];
   rampFile?: string;
   rampPrefix?: string;
   applyTimeout: string;
@@ -44,7 +45,7 @@ function common(cmd: Command): Command {
   return cmd
     .option('--json', 'print the result as JSON')
     .option('--flags-file <file>', 'flags file when LaunchDarkly live mode is off (env BIFROST_FLAGS_FILE)', flagsFilePathFromEnv())
-    .option('--admin-url <url>', 'the shim admin API (env BIFROST_ADMIN_PORT)', defaultAdminUrl())
+    .option('--admin-url <url>', `the shim admin API; repeat it for every shim replica behind a load balancer (default ${defaultAdminUrl()}, from env BIFROST_ADMIN_PORT)`, collect)
     .option('--ramp-file <file>', `ramp state file when REDIS_URL is not set (env BIFROST_RAMP_FILE, default ${DEFAULT_RAMP_FILE})`)
     .option('--ramp-prefix <prefix>', 'Redis key prefix of the ramp state when REDIS_URL is set (env BIFROST_ROLLOUT_PREFIX, default bifrost:rollout:)')
     .option('--apply-timeout <duration>', 'how long the shim gets to report a written percentage (GET /api/rollout on --admin-url)', `${DEFAULT_APPLY_TIMEOUT_MS / 1000}s`)
@@ -58,15 +59,16 @@ function routine<T>(what: string, fn: () => Promise<T>): Promise<T> {
 
 /** One line about whether the shim applied a write (or why nobody could confirm it). */
 function applyLine(check: ApplyCheck, c: ReturnType<typeof stdoutTerminal>['colors']): string {
-  if (check.state === 'applied') return c.dim(`the shim applied it after ${formatDuration(check.afterMs)}`);
+  if (check.state === 'applied') return c.dim(`${check.replicas ? `all ${check.replicas.length} shim replicas` : 'the shim'} applied it after ${formatDuration(check.afterMs)}`);
   if (check.state === 'no-shim') return `${c.yellow('warning:')} ${check.message}`;
   return `${c.red('✗')} ${check.message}`;
 }
 
 function applyJson(check: ApplyCheck) {
-  if (check.state === 'applied') return { state: check.state, afterMs: check.afterMs, shimPercent: check.snapshot.percent };
-  if (check.state === 'not-applied') return { state: check.state, afterMs: check.afterMs, shimPercent: check.snapshot.percent, message: check.message };
-  return { state: check.state, message: check.message };
+  const replicas = check.replicas ? { replicas: check.replicas } : {};
+  if (check.state === 'applied') return { state: check.state, afterMs: check.afterMs, shimPercent: check.snapshot.percent, ...replicas };
+  if (check.state === 'not-applied') return { state: check.state, afterMs: check.afterMs, shimPercent: check.snapshot.percent, message: check.message, ...replicas };
+  return { state: check.state, message: check.message, ...replicas };
 }
 
 function checkUrl(name: string, v: string): string {
@@ -91,8 +93,11 @@ function rampStore(o: CommonOptions): RampStore {
   return openRampStore({ rampFile: o.rampFile, rampPrefix: o.rampPrefix });
 }
 
-function adminClient(o: CommonOptions): ShimAdminClient {
-  return new ShimAdminClient(checkUrl('--admin-url', o.adminUrl), adminTokenFromEnv());
+/** One client per `--admin-url` (each shim replica), deduplicated; the default admin URL when none is given. */
+function adminClient(o: CommonOptions): ShimAdmins {
+  const urls = [...new Set((o.adminUrl?.length ? o.adminUrl : [defaultAdminUrl()]).map((u) => checkUrl('--admin-url', u)))];
+  const clients = urls.map((u) => new ShimAdminClient(u, adminTokenFromEnv()));
+  return clients.length === 1 ? clients[0]! : clients;
 }
 
 function operator(): string {
@@ -150,14 +155,13 @@ Examples:
       const flag = flagTarget(o);
       const admin = adminClient(o);
       const status = await withStore(o, (store) => gatherStatus({ flag, admin, readRamp: () => store.read(), host: hostname(), staleMs: LEASE_STALE_MS }));
-      const ok = status.shim.reachable && !('error' in status.flag);
+      const ok = status.shim.reachable && !('error' in status.flag) && (status.replicas ?? []).every((v) => v.reachable);
       if (o.json) {
-        const shim = status.shim.reachable
-          ? { url: status.shim.url, reachable: true, ...status.shim.snapshot, upgrades: status.shim.upgrades }
-          : { url: status.shim.url, reachable: false, error: status.shim.error };
+        const view = (v: ShimView) => (v.reachable ? { url: v.url, reachable: true, ...v.snapshot, upgrades: v.upgrades } : { url: v.url, reachable: false, error: v.error });
+        const shim = view(status.shim);
         const percent = 'error' in status.flag ? (status.shim.reachable ? status.shim.snapshot.percent : null) : status.flag.percent;
         const bucketBy = 'error' in status.flag ? (status.shim.reachable ? status.shim.snapshot.bucketBy : null) : status.flag.bucketBy;
-        printJson({ percent, bucketBy, flag: status.flag, shim, ramp: status.ramp, ...(status.rampError ? { rampError: status.rampError } : {}) });
+        printJson({ percent, bucketBy, flag: status.flag, shim, ...(status.replicas ? { shimReplicas: status.replicas.map(view) } : {}), ramp: status.ramp, ...(status.rampError ? { rampError: status.rampError } : {}) });
       } else {
         const t = stdoutTerminal();
         process.stdout.write(renderStatus(status, t.colors, t.colors.isColorSupported));
@@ -224,8 +228,9 @@ Examples:
     });
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+/** Commander's parser for a repeatable option. */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 function reporterFor(json: boolean | undefined, intervalMs: number): RampReporter {

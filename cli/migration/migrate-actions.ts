@@ -34,7 +34,8 @@ export interface StackOptions {
   privateUrl: string;
   gatewayUrl: string;
   syncUrl: string;
-  adminUrl: string;
+  /** Every shim replica's admin API (`--admin-url`, repeatable); unset = http://127.0.0.1:${BIFROST_ADMIN_PORT || 9090}. */
+  adminUrl?: string[];
   timeoutMs?: number;
   eventTimeoutMs?: number;
 }
@@ -58,11 +59,13 @@ function stackFrom(o: StackOptions): StackEndpoints {
     warn('BIFROST_SERVICE_TOKEN is not set: using the development service token. Never run this in production.');
     serviceToken = DEV_SERVICE_TOKEN;
   }
+  const adminUrls = [...new Set((o.adminUrl?.length ? o.adminUrl : [`http://127.0.0.1:${env.BIFROST_ADMIN_PORT || 9090}`]).map((u) => checkUrl('--admin-url', u)))];
   return {
     privateUrl: checkUrl('--private-url', o.privateUrl),
     gatewayUrl: checkUrl('--gateway-url', o.gatewayUrl),
     syncUrl: checkUrl('--sync-url', o.syncUrl),
-    adminUrl: checkUrl('--admin-url', o.adminUrl),
+    adminUrl: adminUrls[0]!,
+    adminUrls,
     serviceToken,
     tokenSecret: tokenSecretFromEnv({ warn }),
   };

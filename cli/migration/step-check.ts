@@ -25,7 +25,10 @@ export interface StackEndpoints {
   privateUrl: string;
   gatewayUrl: string;
   syncUrl: string;
+  /** The shim admin API (the first replica's, when there are several). */
   adminUrl: string;
+  /** Every shim replica's admin API (`--admin-url` repeated); unset = just `adminUrl`. */
+  adminUrls?: string[];
   serviceToken: string;
   tokenSecret: string;
 }
@@ -73,4 +76,9 @@ export const commonParams = {
 /** Builds a strict params schema from a properties map. */
 export function paramsSchema(properties: Record<string, object>): object {
   return { type: 'object', additionalProperties: false, properties: { ...commonParams, ...properties } };
+}
+
+/** Every shim replica's admin API URL. */
+export function shimAdminUrls(stack: StackEndpoints): string[] {
+  return stack.adminUrls?.length ? stack.adminUrls : [stack.adminUrl];
 }

@@ -10,11 +10,14 @@
  * `MetricsWindow` turns a series of scrapes into what happened between the
  * first and the last one of each source (counter deltas; a counter that went
  * down means its process restarted, and its current value is the delta).
+ * With several shim replicas (`--admin-url` repeated) each one's `/metrics`
+ * is its own source (`shim@<url>`) and their deltas add up, like the
+ * gateways'; the gateway list is the union of their node lists.
  */
 import { FAILED_UPGRADE_OUTCOMES } from '../../proxy/upgrade-stats.ts';
 import { parsePrometheusText, type Sample } from '../migration/prometheus-text.ts';
 import { histogramQuantile, type CumulativeBucket } from './histogram-quantile.ts';
-import type { ShimAdminClient } from './shim-admin-client.ts';
+import { replicasOf, type ShimAdmins } from './shim-admin-client.ts';
 
 /** One scrape of every source. `sources` maps `shim` or a gateway URL to its samples. */
 export interface Scrape {
@@ -30,6 +33,16 @@ export interface Scrape {
 }
 
 export const SHIM_SOURCE = 'shim';
+
+/** The source name of one shim replica's metrics: `shim` when there is one, `shim@<admin url>` among several. */
+export function shimSourceOf(url: string, replicas: number): string {
+  return replicas === 1 ? SHIM_SOURCE : `${SHIM_SOURCE}@${url}`;
+}
+
+/** Whether a scrape source is a shim replica's metrics. */
+export function isShimSource(source: string): boolean {
+  return source === SHIM_SOURCE || source.startsWith(`${SHIM_SOURCE}@`);
+}
 /** The source name of Sync's metrics in a scrape. */
 export const SYNC_SOURCE = 'sync';
 
@@ -105,8 +118,9 @@ export interface WindowSummary {
 }
 
 export interface SamplerOptions {
-  admin?: ShimAdminClient;
-  /** Fixed gateway base URLs; unset = the shim's node list. */
+  /** The shim replica, or every replica. */
+  admin?: ShimAdmins;
+  /** Fixed gateway base URLs; unset = the shim's node list (every replica's, merged). */
   gatewayUrls?: string[];
   timeoutMs?: number;
   /**
@@ -147,24 +161,33 @@ export class MetricsSampler {
   async scrape(): Promise<Scrape> {
     const sources = new Map<string, Sample[]>();
     const failures: Scrape['failures'] = [];
-    const { admin } = this.opts;
-    if (admin) {
-      try {
-        const snap = await admin.rollout();
-        if (!this.opts.gatewayUrls) this.knownGateways = snap.connections.nodes.map((n) => n.url.replace(/\/+$/, ''));
-        if (snap.syncUrl) this.shimSyncUrl = snap.syncUrl;
-        this.shimMode = snap.mode;
-      } catch (err) {
-        failures.push({ source: 'shim node list', error: errText(err) });
-      }
+    const replicas = this.opts.admin ? replicasOf(this.opts.admin) : [];
+    if (replicas.length) {
+      const snaps = await Promise.allSettled(replicas.map((r) => r.rollout()));
+      const nodes = new Set<string>();
+      let answered = false;
+      snaps.forEach((snap, i) => {
+        if (snap.status === 'rejected') {
+          failures.push({ source: replicas.length === 1 ? 'shim node list' : `shim node list at ${replicas[i]!.url}`, error: errText(snap.reason) });
+          return;
+        }
+        for (const n of snap.value.connections.nodes) nodes.add(n.url.replace(/\/+$/, ''));
+        if (answered) return;
+        answered = true;
+        if (snap.value.syncUrl) this.shimSyncUrl = snap.value.syncUrl;
+        this.shimMode = snap.value.mode;
+      });
+      // A replica that did not answer keeps the nodes the last scrape knew: none is dropped for a blip.
+      if (!this.opts.gatewayUrls && answered) this.knownGateways = snaps.every((x) => x.status === 'fulfilled') ? [...nodes] : [...new Set([...this.knownGateways, ...nodes])];
     }
     const syncMetricsUrl = this.syncMetricsUrl ?? undefined;
     const jobs: Promise<void>[] = [];
-    if (admin) {
+    for (const r of replicas) {
+      const source = shimSourceOf(r.url, replicas.length);
       jobs.push(
-        admin.metricsText().then(
-          (t) => void sources.set(SHIM_SOURCE, parsePrometheusText(t)),
-          (err) => void failures.push({ source: SHIM_SOURCE, error: errText(err) }),
+        r.metricsText().then(
+          (t) => void sources.set(source, parsePrometheusText(t)),
+          (err) => void failures.push({ source, error: errText(err) }),
         ),
       );
     }
@@ -302,7 +325,7 @@ export class MetricsWindow {
       if (last === first) continue;
       out.durationMs = Math.max(out.durationMs, last.at - first.at);
       const d = deltas(first.samples, last.samples);
-      if (source === SHIM_SOURCE) {
+      if (isShimSource(source)) {
         out.shimMeasured = true;
         for (const s of d) {
           if (s.name === 'bifrost_shim_fallbacks_total') {

@@ -45,7 +45,7 @@ import { LEASE_STALE_MS, RAMP_FORMAT, leaseAlive, timeLeftMs, unfinished, withEv
 import type { RampStore } from './ramp-store.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from './retry.ts';
 import { drainIfApplied, waitUntilApplied, type ApplyCheck } from './shim-apply.ts';
-import type { DrainAnswer, ShimAdminClient } from './shim-admin-client.ts';
+import type { DrainAnswer, ShimAdmins } from './shim-admin-client.ts';
 
 export interface RampRequest {
   /** Null with `resume`: continue the stored plan. */
@@ -61,7 +61,7 @@ export interface RampDeps {
   sampler: { scrape(): Promise<Scrape> };
   reporter: RampReporter;
   /** Asked to drain after a rollback; optional. */
-  admin?: ShimAdminClient;
+  admin?: ShimAdmins;
   signal?: AbortSignal;
   host?: string;
   pid?: number;
@@ -421,7 +421,7 @@ export async function runRamp(req: RampRequest, deps: RampDeps): Promise<RampOut
         readings = [{ guard: 'flag-not-applied', value: null, limit: null, baseline: null, events: 0, breached: true, text: check.message }];
         return await rollBack(breaches(readings));
       }
-      reporter.event(`${describeStep(doc)}: ${target}% of ${bucketBy === 'team' ? 'teams' : 'users'} on Bifrost${check?.state === 'applied' ? ` (the shim applied it after ${formatDuration(check.afterMs)})` : ''}; watching for ${formatDuration(plan.intervalMs - doc.stepElapsedMs)}`);
+      reporter.event(`${describeStep(doc)}: ${target}% of ${bucketBy === 'team' ? 'teams' : 'users'} on Bifrost${check?.state === 'applied' ? ` (${check.replicas ? `all ${check.replicas.length} shim replicas` : 'the shim'} applied it after ${formatDuration(check.afterMs)})` : ''}; watching for ${formatDuration(plan.intervalMs - doc.stepElapsedMs)}`);
 
       const window = new MetricsWindow();
       const windowSince = Date.now();

@@ -7,6 +7,12 @@
  * persisted state, then renders it as tables or JSON. The flag's individual
  * targets and rules in force are shown too, with a warning when they serve
  * another variation than the percentage implies (flag-overrides.ts).
+ *
+ * With several shim replicas (`--admin-url` repeated) the shim's figures are
+ * the fleet's: connections, decisions and upgrades summed over the replicas
+ * that answered, Bifrost nodes merged by id. `replicas` lists each one (its
+ * percentage in force, its connections, or why it could not be read), and a
+ * replica that cannot be read makes the status fail like a single shim does.
  */
 import { parsePrometheusText } from '../migration/prometheus-text.ts';
 import { newTable, type Colors } from '../migration/terminal.ts';
@@ -16,12 +22,19 @@ import { FAILED_UPGRADE_OUTCOMES, type BackendUpgrades } from './metrics-window.
 import { describePlan, formatDuration } from './ramp-plan.ts';
 import { LEASE_STALE_MS, leaseAlive, timeLeftMs, type RampDoc } from './ramp-state.ts';
 import { describeOwner, describeStep } from './ramp-runner.ts';
-import type { ShimAdminClient, ShimRolloutSnapshot } from './shim-admin-client.ts';
+import { replicasOf, type ShimAdminClient, type ShimAdmins, type ShimRolloutSnapshot } from './shim-admin-client.ts';
+
+type Upgrades = { sync: BackendUpgrades; bifrost: BackendUpgrades };
+/** One shim replica's view, or why it could not be read. */
+export type ShimView = { url: string; reachable: true; snapshot: ShimRolloutSnapshot; upgrades: Upgrades | null } | { url: string; reachable: false; error: string };
 
 export interface RolloutStatus {
   /** `overrideWarning`: targets or rules in force that contradict the percentage (null when none). */
   flag: ({ target: 'file' | 'launchdarkly'; description: string; overrideWarning: string | null } & FlagRollout) | { target: 'file' | 'launchdarkly'; description: string; error: string };
-  shim: { url: string; reachable: true; snapshot: ShimRolloutSnapshot; upgrades: { sync: BackendUpgrades; bifrost: BackendUpgrades } | null } | { url: string; reachable: false; error: string };
+  /** The shim (with several replicas: their sum, reachable when any answered). */
+  shim: ShimView;
+  /** Each replica, when there are several. */
+  replicas?: ShimView[];
   ramp: (RampDoc & { ownerAlive: boolean; timeLeftMs: number }) | null;
   rampError?: string;
 }
@@ -41,16 +54,83 @@ function upgradesFrom(text: string): { sync: BackendUpgrades; bifrost: BackendUp
   return out;
 }
 
-export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdminClient; readRamp: () => Promise<RampDoc | null>; host: string; staleMs?: number }): Promise<RolloutStatus> {
-  const [flag, shim, ramp] = await Promise.all([
+function readReplica(admin: ShimAdminClient): Promise<ShimView> {
+  return Promise.all([admin.rollout(), admin.metricsText().catch(() => null)]).then(
+    ([snapshot, text]) => ({ url: admin.url, reachable: true as const, snapshot, upgrades: text === null ? null : upgradesFrom(text) }),
+    (err: Error) => ({ url: admin.url, reachable: false as const, error: err.message }),
+  );
+}
+
+function addUpgrades(into: BackendUpgrades, u: BackendUpgrades): void {
+  into.total += u.total;
+  into.failed += u.failed;
+  for (const [k, v] of Object.entries(u.byOutcome)) into.byOutcome[k] = (into.byOutcome[k] ?? 0) + v;
+}
+
+/**
+ * The fleet as one shim: counts summed, nodes merged by id (connections
+ * summed; draining or unreachable when any replica says so), the rest (flag
+ * source, mode, drain policy, percentage) from the first replica that answered.
+ */
+export function mergeReplicas(views: ShimView[]): ShimView {
+  const up = views.filter((v): v is Extract<ShimView, { reachable: true }> => v.reachable);
+  const url = views.map((v) => v.url).join(', ');
+  if (!up.length) return { url, reachable: false, error: views.map((v) => (v.reachable ? '' : v.error)).join('; ') };
+  const first = up[0]!.snapshot;
+  const snap: ShimRolloutSnapshot = structuredClone(first);
+  const nodes = new Map(snap.connections.nodes.map((n) => [n.id, n]));
+  for (const v of up.slice(1)) {
+    const o = v.snapshot;
+    snap.decisions.sync += o.decisions.sync;
+    snap.decisions.bifrost += o.decisions.bifrost;
+    for (const [k, n] of Object.entries(o.decisions.byReason)) snap.decisions.byReason[k] = (snap.decisions.byReason[k] ?? 0) + n;
+    for (const k of ['sync', 'bifrost', 'websocket', 'polling'] as const) snap.connections[k] += o.connections[k];
+    for (const n of o.connections.nodes) {
+      const m = nodes.get(n.id);
+      if (!m) nodes.set(n.id, { ...n });
+      else {
+        m.connections += n.connections;
+        m.draining ||= n.draining;
+        if (n.reachable === false) m.reachable = false;
+        m.loadFactor ??= n.loadFactor;
+      }
+    }
+    snap.drain.queued += o.drain.queued;
+    snap.drain.closed += o.drain.closed;
+    snap.drain.rate += o.drain.rate;
+    snap.flagReloads.ok += o.flagReloads.ok;
+    snap.flagReloads.errors += o.flagReloads.errors;
+    snap.flagReloads.lastError ??= o.flagReloads.lastError;
+    if (snap.recent && o.recent) {
+      snap.recent.decisions.sync += o.recent.decisions.sync;
+      snap.recent.decisions.bifrost += o.recent.decisions.bifrost;
+      for (const b of ['sync', 'bifrost'] as const) {
+        snap.recent.upgrades[b].ok += o.recent.upgrades[b].ok;
+        snap.recent.upgrades[b].failed += o.recent.upgrades[b].failed;
+      }
+    }
+    if (o.flagSource && !o.flagSource.ready && snap.flagSource?.ready !== false) snap.flagSource = o.flagSource;
+  }
+  snap.connections.nodes = [...nodes.values()];
+  let upgrades: Upgrades | null = null;
+  if (up.every((v) => v.upgrades)) {
+    upgrades = { sync: { total: 0, failed: 0, byOutcome: {} }, bifrost: { total: 0, failed: 0, byOutcome: {} } };
+    for (const v of up) {
+      addUpgrades(upgrades.sync, v.upgrades!.sync);
+      addUpgrades(upgrades.bifrost, v.upgrades!.bifrost);
+    }
+  }
+  return { url, reachable: true, snapshot: snap, upgrades };
+}
+
+export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdmins; readRamp: () => Promise<RampDoc | null>; host: string; staleMs?: number }): Promise<RolloutStatus> {
+  const replicas = replicasOf(deps.admin);
+  const [flag, views, ramp] = await Promise.all([
     deps.flag.read().then(
       (r) => ({ target: deps.flag.kind, description: deps.flag.description, ...r, overrides: r.overrides ?? [], overrideWarning: overridesWarning(r.overrides ?? [], r.percent) }),
       (err: Error) => ({ target: deps.flag.kind, description: deps.flag.description, error: err.message }),
     ),
-    Promise.all([deps.admin.rollout(), deps.admin.metricsText().catch(() => null)]).then(
-      ([snapshot, text]) => ({ url: deps.admin.url, reachable: true as const, snapshot, upgrades: text === null ? null : upgradesFrom(text) }),
-      (err: Error) => ({ url: deps.admin.url, reachable: false as const, error: err.message }),
-    ),
+    Promise.all(replicas.map(readReplica)),
     deps.readRamp().then(
       (d) => ({ doc: d, error: undefined }),
       (err: Error) => ({ doc: null, error: err.message }),
@@ -59,7 +139,8 @@ export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdminCli
   const doc = ramp.doc;
   return {
     flag,
-    shim,
+    shim: views.length === 1 ? views[0]! : mergeReplicas(views),
+    ...(views.length > 1 ? { replicas: views } : {}),
     ramp: doc ? { ...doc, ownerAlive: leaseAlive(doc.owner, { now: Date.now(), host: deps.host, staleMs: deps.staleMs ?? LEASE_STALE_MS }), timeLeftMs: doc.phase === 'running' ? timeLeftMs(doc) : 0 } : null,
     ...(ramp.error ? { rampError: ramp.error } : {}),
   };
@@ -91,7 +172,10 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
   } else {
     const f = s.flag;
     let inForce = '';
-    if (s.shim.reachable && s.shim.snapshot.percent !== null && s.shim.snapshot.percent !== f.percent) {
+    if (s.replicas) {
+      const behind = s.replicas.filter((v) => v.reachable && v.snapshot.percent !== null && v.snapshot.percent !== f.percent);
+      if (behind.length) inForce = c.yellow(` — ${behind.map((v) => `${v.url} still applies ${v.reachable ? v.snapshot.percent : '?'}%`).join(', ')} (reload pending or another flags file)`);
+    } else if (s.shim.reachable && s.shim.snapshot.percent !== null && s.shim.snapshot.percent !== f.percent) {
       inForce = c.yellow(` — the shim still applies ${s.shim.snapshot.percent}% (reload pending or another flags file)`);
     }
     const off = f.on === false ? c.yellow(' — targeting off: everyone gets the off variation') : '';
@@ -106,7 +190,20 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
     return lines.join('\n') + '\n';
   }
   const snap = s.shim.snapshot;
-  lines.push(`${label('Shim')} ${s.shim.url} (flags from ${snap.source}, ${snap.mode} mode, drain policy ${snap.drain.policy} at ${snap.drain.rate}/s${snap.drain.queued ? `, ${snap.drain.queued} queued` : ''})`);
+  const how = `flags from ${snap.source}, ${snap.mode} mode, drain policy ${snap.drain.policy} at ${snap.drain.rate}/s${snap.drain.queued ? `, ${snap.drain.queued} queued` : ''}`;
+  if (s.replicas) {
+    const answering = s.replicas.filter((v) => v.reachable).length;
+    lines.push(`${label('Shim')} ${s.replicas.length} replicas, ${answering === s.replicas.length ? 'all answering' : c.red(`${s.replicas.length - answering} not answering`)}; figures below are their sums (${how})`);
+    const r = newTable(['shim replica', 'applies', 'live sync', 'live bifrost', 'state'], c, colorOn);
+    for (const v of s.replicas) {
+      if (!v.reachable) r.push([v.url, '?', '?', '?', c.red(v.error)]);
+      else {
+        const loaded = !v.snapshot.flagSource || v.snapshot.flagSource.ready;
+        r.push([v.url, v.snapshot.percent === null ? '?' : `${v.snapshot.percent}%`, String(v.snapshot.connections.sync), String(v.snapshot.connections.bifrost), loaded ? c.green('up') : c.red('flags not loaded')]);
+      }
+    }
+    lines.push(r.toString());
+  } else lines.push(`${label('Shim')} ${s.shim.url} (${how})`);
   if (snap.flagSource && !snap.flagSource.ready) {
     lines.push(`${label('')} ${c.red(`flags NOT LOADED (${snap.flagSource.state}${snap.flagSource.error ? `: ${snap.flagSource.error}` : ''}): every user is routed to Sync whatever the percentage says`)}`);
   }
@@ -138,6 +235,7 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
   }
   const other = Object.entries(snap.decisions.byReason).filter(([k]) => k !== 'flag');
   if (other.length) lines.push(c.dim(`decisions not from the flag: ${other.map(([k, v]) => `${k} ${v}`).join(', ')}`));
-  lines.push(c.dim(recent ? `first table: totals since the shim started; second: the last ${windowText(recent.windowSeconds)}` : 'counts are totals since the shim started'));
+  if (s.replicas) lines.push(c.dim(`counts are summed over the replicas that answered: totals since each one started${recent ? `, and the last ${windowText(recent.windowSeconds)}` : ''}`));
+  else lines.push(c.dim(recent ? `first table: totals since the shim started; second: the last ${windowText(recent.windowSeconds)}` : 'counts are totals since the shim started'));
   return lines.join('\n') + '\n';
 }

@@ -118,3 +118,21 @@ export class ShimAdminClient {
     return res.text();
   }
 }
+
+/**
+ * The shim replicas a rollout command talks to: one client, or one per
+ * `--admin-url` when several shim replicas sit behind a load balancer (each
+ * routes, counts and drains only its own connections).
+ */
+export type ShimAdmins = ShimAdminClient | readonly ShimAdminClient[];
+
+export function replicasOf(admins: ShimAdmins): readonly ShimAdminClient[] {
+  return admins instanceof ShimAdminClient ? [admins] : admins;
+}
+
+/** The replicas' URLs for a message: `http://a:9090` or `http://a:9090, http://b:9090`. */
+export function describeReplicas(admins: ShimAdmins): string {
+  return replicasOf(admins)
+    .map((r) => r.url)
+    .join(', ');
+}

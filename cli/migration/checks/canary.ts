@@ -15,18 +15,25 @@
  * below `minPercent` in between). Failures are the shim's own definition
  * (`FAILED_UPGRADE_OUTCOMES`: rejected, refused, error, unavailable), the one
  * the ramp's guard uses; `aborted` (the client gave up) is neither.
+ *
+ * With several shim replicas (`--admin-url` repeated) the counters are every
+ * replica's, summed, and the mark keeps each one's: one replica's counters
+ * going back (its restart) or a different set of replicas than the last run
+ * read restarts the streak too. The percentage must hold on every replica.
  */
 import { FAILED_UPGRADE_OUTCOMES } from '../../../proxy/upgrade-stats.ts';
 import { httpCall, joinUrl } from '../http-call.ts';
 import { parsePrometheusText, sumOf } from '../prometheus-text.ts';
-import { paramsSchema, type StepCheck } from '../step-check.ts';
-import { readShimRollout } from './shim-rollout.ts';
+import { paramsSchema, shimAdminUrls, type StepCheck } from '../step-check.ts';
+import { readShimRollout, replicaSpread } from './shim-rollout.ts';
 
 /** Bifrost upgrades counted so far (cumulative), and when they were read. */
 interface Mark {
   at: string;
   total: number;
   failed: number;
+  /** Each shim replica's counters, when there are several (by admin URL). */
+  replicas?: Record<string, { total: number; failed: number }>;
 }
 
 /** What a run records for the next one (`CheckRecord.data`). */
@@ -48,7 +55,10 @@ export const CANARY_MIN_REQUESTS = 20;
 
 function markOf(v: unknown): Mark | undefined {
   const m = v as Partial<Mark> | null | undefined;
-  return m && typeof m.at === 'string' && !Number.isNaN(Date.parse(m.at)) && typeof m.total === 'number' && typeof m.failed === 'number' ? (m as Mark) : undefined;
+  if (!(m && typeof m.at === 'string' && !Number.isNaN(Date.parse(m.at)) && typeof m.total === 'number' && typeof m.failed === 'number')) return undefined;
+  const r = m.replicas as unknown;
+  if (r !== undefined && (typeof r !== 'object' || r === null || !Object.values(r).every((x) => typeof x?.total === 'number' && typeof x?.failed === 'number'))) return undefined;
+  return m as Mark;
 }
 
 const pct = (r: number) => `${(r * 100).toFixed(2)}%`;
@@ -90,22 +100,43 @@ export const canaryCheck: StepCheck = {
     const rollout = await readShimRollout(ctx.stack, p.timeoutMs);
     if (typeof rollout === 'string') return { ok: false, summary: rollout, output, data: {} };
     const { percent, version } = rollout;
-    output.push(`rollout: ${percent}% on Bifrost (need ≥ ${p.minPercent}%)`);
+    output.push(`rollout: ${percent}% on Bifrost${rollout.replicas ? ` (the lowest of ${rollout.replicas.length} shim replicas)` : ''} (need ≥ ${p.minPercent}%)`);
+    const spread = replicaSpread(rollout);
+    if (spread) output.push(spread);
     if (percent < p.minPercent) {
       const data: CanaryData = { percent, version };
       return { ok: false, summary: `rollout is at ${percent}%, below the canary's ${p.minPercent}%: run \`bifrost rollout set ${p.minPercent}\``, output, data: { ...data } };
     }
-    const sample = async (): Promise<Mark> => {
-      const res = await httpCall(joinUrl(ctx.stack.adminUrl, '/metrics'), { timeoutMs: p.timeoutMs });
-      if (res.status !== 200 || typeof res.body !== 'string') throw new Error(`the shim's /metrics answered ${res.status}`);
+    const urls = shimAdminUrls(ctx.stack);
+    const sampleOne = async (url: string): Promise<{ total: number; failed: number }> => {
+      const res = await httpCall(joinUrl(url, '/metrics'), { timeoutMs: p.timeoutMs });
+      if (res.status !== 200 || typeof res.body !== 'string') throw new Error(`the shim's /metrics${urls.length > 1 ? ` at ${url}` : ''} answered ${res.status}`);
       const samples = parsePrometheusText(res.body);
       const outcome = (l: Record<string, string>) => l[p.outcomeLabel] ?? '';
       const counted = (l: Record<string, string>) => l[p.backendLabel] === p.backend && !NEITHER.has(outcome(l));
-      return {
-        at: new Date().toISOString(),
-        total: sumOf(samples, p.metric, counted),
-        failed: sumOf(samples, p.metric, (l) => counted(l) && FAILED_UPGRADE_OUTCOMES.has(outcome(l))),
-      };
+      return { total: sumOf(samples, p.metric, counted), failed: sumOf(samples, p.metric, (l) => counted(l) && FAILED_UPGRADE_OUTCOMES.has(outcome(l))) };
+    };
+    const sample = async (): Promise<Mark> => {
+      const each = await Promise.all(urls.map(sampleOne));
+      const at = new Date().toISOString();
+      const total = each.reduce((n, x) => n + x.total, 0);
+      const failed = each.reduce((n, x) => n + x.failed, 0);
+      return urls.length === 1 ? { at, total, failed } : { at, total, failed, replicas: Object.fromEntries(urls.map((u, i) => [u, each[i]!])) };
+    };
+    /** Why the counters since `from` cannot be compared with `to` (a replica restarted, or other replicas were read); null when they can. */
+    const discontinuity = (from: Mark, to: Mark): string | null => {
+      const before = Object.keys(from.replicas ?? {}).sort();
+      const after = Object.keys(to.replicas ?? {}).sort();
+      if (before.join(' ') !== after.join(' ')) {
+        const which = (list: string[]) => (list.length ? `the shim replicas ${list.join(', ')}` : 'one shim');
+        return `the last run read ${which(before)}, this one ${which(after)}`;
+      }
+      const back = Object.entries(to.replicas ?? {})
+        .filter(([u, x]) => x.total < from.replicas![u]!.total || x.failed < from.replicas![u]!.failed)
+        .map(([u]) => u);
+      if (back.length) return `the counters of the shim replica${back.length > 1 ? 's' : ''} ${back.join(', ')} went back since the last run (a restart?)`;
+      if (to.total < from.total || to.failed < from.failed) return "the shim's counters went back since the last run (a restart?)";
+      return null;
     };
 
     // Continuity with the previous run: may the period since its mark be judged, and the streak go on?
@@ -128,7 +159,8 @@ export const canaryCheck: StepCheck = {
     if (mark && version === null) output.push('note: the shim reports no flag version, so rollout changes between runs cannot be seen');
     ctx.progress(`reading ${p.metric} from the shim`);
     let now = await sample();
-    if (mark && (now.total < mark.total || now.failed < mark.failed)) breakStreak("the shim's counters went back since the last run (a restart?)");
+    const gap = mark ? discontinuity(mark, now) : null;
+    if (gap) breakStreak(gap);
     if (!mark) {
       // A first run (or a restarted streak): judge a short sample.
       ctx.progress(`sampling ${p.metric} for ${p.sampleSeconds}s`);

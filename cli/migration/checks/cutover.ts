@@ -10,7 +10,7 @@
 import { brief, httpCall, joinUrl } from '../http-call.ts';
 import { paramsSchema, type StepCheck } from '../step-check.ts';
 import { normalizeUpstream } from './register-service.ts';
-import { readShimRollout } from './shim-rollout.ts';
+import { readShimRollout, replicaSpread } from './shim-rollout.ts';
 
 interface RoutedService {
   name: string;
@@ -55,6 +55,8 @@ export const cutoverCheck: StepCheck = {
     const output: string[] = [];
     const failures: string[] = [];
     const rollout = await readShimRollout(ctx.stack, ctx.params.timeoutMs as number);
+    const spread = typeof rollout === 'string' ? null : replicaSpread(rollout);
+    if (spread) output.push(spread);
     if (typeof rollout === 'string') failures.push(rollout);
     else if (rollout.percent < minPercent) {
       failures.push(`rollout is at ${rollout.percent}%, cutover needs ${minPercent}%: ramp up first (\`bifrost rollout ramp --steps 25,50,100 --interval 30m\`), then check again`);
