@@ -1,11 +1,11 @@
 /** The native endpoint: HTTP upgrades on `/ws`, admission, authentication, heartbeat. */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type Server } from 'ws';
 import type { ClientConnection } from './client-connection.ts';
 import type { GatewayContext } from './context.ts';
 import { ExpiryWheel } from './expiry-wheel.ts';
-import { NativeConnection, type NativeHost } from './native-connection.ts';
+import { ConnSocket, NativeConnection, type NativeHost } from './native-connection.ts';
 import { TokenError, verifyAccessToken } from './token.ts';
 import { admissionRefusal, refuseUpgrade } from './upgrade-refusal.ts';
 
@@ -22,13 +22,13 @@ export function tokenFromRequest(req: IncomingMessage, url: URL): string | undef
 function ignoreSocketError(): void {}
 
 export class NativeEndpoint implements NativeHost {
-  private readonly wss: WebSocketServer;
+  private readonly wss: Server<typeof ConnSocket>;
   /** Access-token expiry of every connection, on one timer. */
   readonly expiries = new ExpiryWheel();
   private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: GatewayContext) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: ctx.opts.maxFrameBytes, perMessageDeflate: false, clientTracking: false });
+    this.wss = new WebSocketServer<typeof ConnSocket>({ WebSocket: ConnSocket, noServer: true, maxPayload: ctx.opts.maxFrameBytes, perMessageDeflate: false, clientTracking: false });
     this.wss.on('error', (err) => ctx.log.error({ err }, 'native websocket server error'));
   }
 

@@ -139,6 +139,9 @@ describe('bad input', () => {
     const c = await NativeClient.connect(gw.publicUrl, await token('big', 't'));
     c.sendRaw(JSON.stringify({ op: 'ping', pad: 'x'.repeat(20 * 1024) }));
     expect(await c.waitClose()).toBe(1009);
+    // ws reported it as a socket error, which the connection counted (and nothing threw).
+    const metrics = await (await fetch(gw.publicUrl + '/metrics')).text();
+    expect(metrics).toMatch(/bifrost_frames_rejected_total\{[^}]*reason="WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"[^}]*\} 1/);
     await bystanderStillServed();
   });
 
