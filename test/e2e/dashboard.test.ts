@@ -220,7 +220,8 @@ describe('live migration dashboard (headless Chromium)', { timeout: 120_000 }, (
   it('moves the rollout to 100% after a confirmation that counts the connections that would move', async () => {
     await page.getByRole('button', { name: 'Enter admin token' }).click();
     await enterToken(ADMIN_TOKEN);
-    expect(await page.evaluate(() => sessionStorage.getItem('bifrost-admin-token'))).toBe(ADMIN_TOKEN);
+    // The page stores it when the dialog has closed (its close event), after the click.
+    await expect.poll(() => page.evaluate(() => sessionStorage.getItem('bifrost-admin-token')), { timeout: 5000 }).toBe(ADMIN_TOKEN);
     const confirmation = await setRolloutWithControl(100);
     expect(confirmation).toContain(`${USERS.length} live connections of ${USERS.length} would move (${USERS.length} Sync → Bifrost, 0 Bifrost → Sync)`);
     await expect.poll(message, { timeout: 10_000 }).toContain('Rollout set to 100%');

@@ -34,6 +34,21 @@ export async function freePort(): Promise<number> {
   return kernelPort();
 }
 
+/**
+ * A port for a Redis Cluster node: Redis also listens on port + 10000 (the
+ * cluster bus), so both must be free and both below the ephemeral range.
+ */
+async function freeClusterPort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const floor = 10_000;
+  const top = low - 10_000;
+  for (let attempt = 0; attempt < 50 && top - floor > 1000; attempt++) {
+    const port = floor + Math.floor(Math.random() * (top - floor));
+    if ((await bindable(port)) && (await bindable(port + 10_000))) return port;
+  }
+  throw new Error('no free port pair (port, port + 10000) below the ephemeral range for a Redis Cluster node');
+}
+
 function ephemeralRange(): [number, number] {
   try {
     const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
@@ -167,7 +182,7 @@ export async function startRedisCluster(masters = 3): Promise<{ nodes: RedisProc
   const nodes: RedisProcess[] = [];
   try {
     for (let i = 0; i < masters; i++) {
-      const port = await freePort();
+      const port = await freeClusterPort();
       nodes.push(await startRedisServer(['--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${port}.conf`), '--dir', dir], port));
     }
     execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: 'ignore', timeout: 30_000 });
