@@ -27,7 +27,8 @@ import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from '../rollout/retry.ts';
 import { gatherStatus, renderStatus, type ShimView } from '../rollout/rollout-status.ts';
 import { DEFAULT_APPLY_TIMEOUT_MS, drainIfApplied, waitUntilApplied, type ApplyCheck } from '../rollout/shim-apply.ts';
-import { ShimAdminClient, adminTokenFromEnv, defaultAdminUrl, type ShimAdmins } from '../rollout/shim-admin-client.ts';
+import { ShimAdminClient, ShimFleet, adminTokenFromEnv, checkAdminUrl, defaultAdminUrl, type ShimAdmins } from '../rollout/shim-admin-client.ts';
+import { isDiscoveryUrl } from '../../proxy/bifrost-nodes.ts';
 
 interface CommonOptions {
   json?: boolean;
@@ -45,7 +46,7 @@ function common(cmd: Command): Command {
   return cmd
     .option('--json', 'print the result as JSON')
     .option('--flags-file <file>', 'flags file when LaunchDarkly live mode is off (env BIFROST_FLAGS_FILE)', flagsFilePathFromEnv())
-    .option('--admin-url <url>', `the shim admin API; repeat it for every shim replica behind a load balancer (default ${defaultAdminUrl()}, from env BIFROST_ADMIN_PORT)`, collect)
+    .option('--admin-url <url>', `the shim admin API; repeat it for every shim replica behind a load balancer, or give dns+http://NAME:PORT for every address of a name (a headless Service over the shim pods) (default ${defaultAdminUrl()}, from env BIFROST_ADMIN_PORT)`, collect)
     .option('--ramp-file <file>', `ramp state file when REDIS_URL is not set (env BIFROST_RAMP_FILE, default ${DEFAULT_RAMP_FILE})`)
     .option('--ramp-prefix <prefix>', 'Redis key prefix of the ramp state when REDIS_URL is set (env BIFROST_ROLLOUT_PREFIX, default bifrost:rollout:)')
     .option('--apply-timeout <duration>', 'how long the shim gets to report a written percentage (GET /api/rollout on --admin-url)', `${DEFAULT_APPLY_TIMEOUT_MS / 1000}s`)
@@ -93,9 +94,24 @@ function rampStore(o: CommonOptions): RampStore {
   return openRampStore({ rampFile: o.rampFile, rampPrefix: o.rampPrefix });
 }
 
-/** One client per `--admin-url` (each shim replica), deduplicated; the default admin URL when none is given. */
+/**
+ * One client per `--admin-url` (each shim replica), deduplicated; the default
+ * admin URL when none is given. With a `dns+http://` name among them, a fleet
+ * that looks the names up at each use.
+ */
 function adminClient(o: CommonOptions): ShimAdmins {
-  const urls = [...new Set((o.adminUrl?.length ? o.adminUrl : [defaultAdminUrl()]).map((u) => checkUrl('--admin-url', u)))];
+  const urls = [
+    ...new Set(
+      (o.adminUrl?.length ? o.adminUrl : [defaultAdminUrl()]).map((u) => {
+        try {
+          return checkAdminUrl('--admin-url', u);
+        } catch (err) {
+          throw new CliError((err as Error).message, EXIT_USAGE);
+        }
+      }),
+    ),
+  ];
+  if (urls.some(isDiscoveryUrl)) return new ShimFleet(urls, adminTokenFromEnv());
   const clients = urls.map((u) => new ShimAdminClient(u, adminTokenFromEnv()));
   return clients.length === 1 ? clients[0]! : clients;
 }

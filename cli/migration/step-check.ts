@@ -4,6 +4,7 @@
  * `checks/index.ts`. A check talks to the live stack only through the public
  * contract (private API, native protocol, Sync over HTTP, shim admin API).
  */
+import { expandAdminUrls, type ExpandedAdminUrl, type ResolveHost } from '../rollout/shim-admin-client.ts';
 import type { SquadManifest } from './manifest.ts';
 import type { PlaybookStep } from './playbook.ts';
 import type { CheckRecord } from './state-store.ts';
@@ -27,8 +28,10 @@ export interface StackEndpoints {
   syncUrl: string;
   /** The shim admin API (the first replica's, when there are several). */
   adminUrl: string;
-  /** Every shim replica's admin API (`--admin-url` repeated); unset = just `adminUrl`. */
+  /** Every shim replica's admin API (`--admin-url` repeated; `dns+http://` names allowed); unset = just `adminUrl`. */
   adminUrls?: string[];
+  /** How `dns+http://` admin URLs are looked up (default: the DNS servers). */
+  resolveHost?: ResolveHost;
   serviceToken: string;
   tokenSecret: string;
 }
@@ -78,7 +81,7 @@ export function paramsSchema(properties: Record<string, object>): object {
   return { type: 'object', additionalProperties: false, properties: { ...commonParams, ...properties } };
 }
 
-/** Every shim replica's admin API URL. */
-export function shimAdminUrls(stack: StackEndpoints): string[] {
-  return stack.adminUrls?.length ? stack.adminUrls : [stack.adminUrl];
+/** Every shim replica's admin API URL now (`dns+http://` names looked up; a name that gave none carries `error`). */
+export function shimAdminUrls(stack: StackEndpoints): Promise<ExpandedAdminUrl[]> {
+  return expandAdminUrls(stack.adminUrls?.length ? stack.adminUrls : [stack.adminUrl], stack.resolveHost);
 }

@@ -17,7 +17,7 @@
 import { FAILED_UPGRADE_OUTCOMES } from '../../proxy/upgrade-stats.ts';
 import { parsePrometheusText, type Sample } from '../migration/prometheus-text.ts';
 import { histogramQuantile, type CumulativeBucket } from './histogram-quantile.ts';
-import { replicasOf, type ShimAdmins } from './shim-admin-client.ts';
+import { currentReplicas, type ShimAdmins } from './shim-admin-client.ts';
 
 /** One scrape of every source. `sources` maps `shim` or a gateway URL to its samples. */
 export interface Scrape {
@@ -161,7 +161,7 @@ export class MetricsSampler {
   async scrape(): Promise<Scrape> {
     const sources = new Map<string, Sample[]>();
     const failures: Scrape['failures'] = [];
-    const replicas = this.opts.admin ? replicasOf(this.opts.admin) : [];
+    const replicas = this.opts.admin ? await currentReplicas(this.opts.admin) : [];
     if (replicas.length) {
       const snaps = await Promise.allSettled(replicas.map((r) => r.rollout()));
       const nodes = new Set<string>();

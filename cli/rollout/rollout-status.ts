@@ -22,7 +22,7 @@ import { FAILED_UPGRADE_OUTCOMES, type BackendUpgrades } from './metrics-window.
 import { describePlan, formatDuration } from './ramp-plan.ts';
 import { LEASE_STALE_MS, leaseAlive, timeLeftMs, type RampDoc } from './ramp-state.ts';
 import { describeOwner, describeStep } from './ramp-runner.ts';
-import { replicasOf, type ShimAdminClient, type ShimAdmins, type ShimRolloutSnapshot } from './shim-admin-client.ts';
+import { currentReplicas, type ShimAdminClient, type ShimAdmins, type ShimRolloutSnapshot } from './shim-admin-client.ts';
 
 type Upgrades = { sync: BackendUpgrades; bifrost: BackendUpgrades };
 /** One shim replica's view, or why it could not be read. */
@@ -124,7 +124,7 @@ export function mergeReplicas(views: ShimView[]): ShimView {
 }
 
 export async function gatherStatus(deps: { flag: FlagTarget; admin: ShimAdmins; readRamp: () => Promise<RampDoc | null>; host: string; staleMs?: number }): Promise<RolloutStatus> {
-  const replicas = replicasOf(deps.admin);
+  const replicas = await currentReplicas(deps.admin);
   const [flag, views, ramp] = await Promise.all([
     deps.flag.read().then(
       (r) => ({ target: deps.flag.kind, description: deps.flag.description, ...r, overrides: r.overrides ?? [], overrideWarning: overridesWarning(r.overrides ?? [], r.percent) }),

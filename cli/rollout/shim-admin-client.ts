@@ -4,6 +4,7 @@
  * Prometheus text (`GET /metrics`). Every call has a timeout; failures become
  * one-line errors naming the URL.
  */
+import { DNS_DISCOVERY_PREFIX, isDiscoveryUrl, resolveAll } from '../../proxy/bifrost-nodes.ts';
 import { DEV_ADMIN_TOKEN } from '../../proxy/shim-defaults.ts';
 
 /** What `GET /api/rollout` answers (the fields the CLI reads). */
@@ -119,20 +120,124 @@ export class ShimAdminClient {
   }
 }
 
-/**
- * The shim replicas a rollout command talks to: one client, or one per
- * `--admin-url` when several shim replicas sit behind a load balancer (each
- * routes, counts and drains only its own connections).
- */
-export type ShimAdmins = ShimAdminClient | readonly ShimAdminClient[];
+/** How the name of a `dns+http://name:port` admin URL is looked up. */
+export type ResolveHost = (host: string) => Promise<string[]>;
 
-export function replicasOf(admins: ShimAdmins): readonly ShimAdminClient[] {
-  return admins instanceof ShimAdminClient ? [admins] : admins;
+/** A lookup's time limit. */
+const DNS_TIMEOUT_MS = 3000;
+
+/** Every A/AAAA record of the name, asked of the DNS servers as the shim discovers gateway pods. */
+const defaultResolveHost: ResolveHost = (host) => resolveAll(host, DNS_TIMEOUT_MS);
+
+/** An admin URL as used: `http://address:port`, or why a `dns+` name gave none. */
+export interface ExpandedAdminUrl {
+  url: string;
+  error?: string;
 }
 
-/** The replicas' URLs for a message: `http://a:9090` or `http://a:9090, http://b:9090`. */
-export function describeReplicas(admins: ShimAdmins): string {
-  return replicasOf(admins)
-    .map((r) => r.url)
-    .join(', ');
+/**
+ * Admin URLs with every `dns+http://name:port` replaced by one
+ * `http://address:port` per address of the name (a Kubernetes headless
+ * Service over the shim pods); duplicates dropped. A name that cannot be
+ * looked up, or has no address, stays as one entry with `error`.
+ */
+export async function expandAdminUrls(urls: readonly string[], resolveHost: ResolveHost = defaultResolveHost): Promise<ExpandedAdminUrl[]> {
+  const groups = await Promise.all(
+    urls.map(async (u): Promise<ExpandedAdminUrl[]> => {
+      if (!isDiscoveryUrl(u)) return [{ url: u }];
+      const inner = new URL(u.slice(DNS_DISCOVERY_PREFIX.length));
+      const host = inner.hostname.replace(/^\[|\]$/g, '');
+      try {
+        const addresses = [...(await resolveHost(host))].sort();
+        if (!addresses.length) return [{ url: u, error: `no shim replica behind ${u}: the name ${host} has no address` }];
+        return addresses.map((a) => ({ url: `${inner.protocol}//${a.includes(':') ? `[${a}]` : a}:${inner.port}` }));
+      } catch (err) {
+        return [{ url: u, error: `could not look up the shim replicas of ${u}: ${(err as Error).message}` }];
+      }
+    }),
+  );
+  const seen = new Set<string>();
+  return groups.flat().filter((e) => !seen.has(e.url) && !!seen.add(e.url));
+}
+
+/**
+ * Checks an admin URL given on the command line: an http(s) URL, or
+ * `dns+http://name:port` (explicit port; plain http, since the addresses it
+ * finds are pod IPs no certificate names). Returns it without a trailing
+ * slash; throws with the option's name otherwise.
+ */
+export function checkAdminUrl(option: string, value: string): string {
+  const inner = isDiscoveryUrl(value) ? value.slice(DNS_DISCOVERY_PREFIX.length) : value;
+  let u: URL;
+  try {
+    u = new URL(inner);
+  } catch {
+    throw new Error(`${option} must be an http(s) URL or dns+http://NAME:PORT, got "${value}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`${option} must be an http(s) URL or dns+http://NAME:PORT, got "${value}"`);
+  if (isDiscoveryUrl(value)) {
+    if (u.protocol !== 'http:') throw new Error(`${option} "${value}": use dns+http:// (the addresses it finds are pod IPs, which no certificate names)`);
+    if (!u.port) throw new Error(`${option} "${value}" needs an explicit port (the shims' admin port, e.g. :9090)`);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+/** A replica that could not be found (its `dns+` name did not resolve): every call fails with why. */
+class UnresolvedReplica extends ShimAdminClient {
+  constructor(
+    url: string,
+    private readonly why: string,
+  ) {
+    super(url, '');
+  }
+  override rollout(): Promise<ShimRolloutSnapshot> {
+    return Promise.reject(new ShimAdminError(this.why));
+  }
+  override drain(): Promise<DrainAnswer> {
+    return Promise.reject(new ShimAdminError(this.why));
+  }
+  override metricsText(): Promise<string> {
+    return Promise.reject(new ShimAdminError(this.why));
+  }
+}
+
+/**
+ * Shim replicas given by admin URLs of which some are `dns+http://name:port`
+ * names: the names are looked up again at every use (each scrape and each
+ * apply check of a ramp), so a long ramp follows shim pods as they restart
+ * with new addresses. A name that does not resolve counts as one replica that
+ * cannot be reached.
+ */
+export class ShimFleet {
+  private readonly clients = new Map<string, ShimAdminClient>();
+
+  constructor(
+    readonly urls: readonly string[],
+    private readonly token: string,
+    private readonly resolveHost: ResolveHost = defaultResolveHost,
+  ) {}
+
+  async replicas(): Promise<ShimAdminClient[]> {
+    const expanded = await expandAdminUrls(this.urls, this.resolveHost);
+    return expanded.map((e) => {
+      if (e.error) return new UnresolvedReplica(e.url, e.error);
+      let c = this.clients.get(e.url);
+      if (!c) this.clients.set(e.url, (c = new ShimAdminClient(e.url, this.token)));
+      return c;
+    });
+  }
+}
+
+/**
+ * The shim replicas a rollout command talks to: one client, one per
+ * `--admin-url` when several shim replicas sit behind a load balancer (each
+ * routes, counts and drains only its own connections), or a fleet with
+ * `dns+http://` names looked up at each use.
+ */
+export type ShimAdmins = ShimAdminClient | readonly ShimAdminClient[] | ShimFleet;
+
+/** The replicas now. */
+export async function currentReplicas(admins: ShimAdmins): Promise<readonly ShimAdminClient[]> {
+  if (admins instanceof ShimFleet) return admins.replicas();
+  return admins instanceof ShimAdminClient ? [admins] : admins;
 }

@@ -24,7 +24,7 @@ import type { BucketBy } from '../../proxy/flags-file.ts';
 import { samePercent } from './flag-overrides.ts';
 import type { FlagTarget } from './flag-target.ts';
 import { formatDuration } from './ramp-plan.ts';
-import { replicasOf, type DrainAnswer, type ShimAdminClient, type ShimAdmins, type ShimRolloutSnapshot } from './shim-admin-client.ts';
+import { currentReplicas, type DrainAnswer, type ShimAdminClient, type ShimAdmins, type ShimRolloutSnapshot } from './shim-admin-client.ts';
 
 /** Default of `--apply-timeout`: the flags file is reloaded within a second, LaunchDarkly streams within seconds. */
 export const DEFAULT_APPLY_TIMEOUT_MS = 10_000;
@@ -74,7 +74,7 @@ export async function waitUntilApplied(
   want: { percent: number; bucketBy?: BucketBy },
   o: ApplyWait = {},
 ): Promise<ApplyCheck> {
-  const replicas = replicasOf(admins);
+  const replicas = await currentReplicas(admins);
   if (replicas.length === 1) return waitForReplica(replicas[0]!, flag, want, o);
   const checks = await Promise.all(replicas.map((r) => waitForReplica(r, flag, want, o)));
   return combineChecks(replicas, checks, want.percent);
@@ -167,7 +167,7 @@ async function waitForReplica(
  */
 export async function drainIfApplied(admins: ShimAdmins, check: ApplyCheck): Promise<DrainAnswer | { error: string }> {
   if (check.state !== 'applied') return { error: `not asked: ${check.message}` };
-  const replicas = replicasOf(admins);
+  const replicas = await currentReplicas(admins);
   const answers = await Promise.allSettled(replicas.map((r) => r.drain({ scope: 'changed' })));
   const failed = answers.flatMap((a) => (a.status === 'rejected' ? [(a.reason as Error).message] : []));
   const ok = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));

@@ -17,7 +17,10 @@ import { runChecks } from '../../cli/migration/check-runner.ts';
 import { FileStateStore } from '../../cli/migration/state-store-file.ts';
 import type { StackEndpoints } from '../../cli/migration/step-check.ts';
 import { MetricsSampler, MetricsWindow } from '../../cli/rollout/metrics-window.ts';
-import { ShimAdminClient } from '../../cli/rollout/shim-admin-client.ts';
+import { FileFlagTarget } from '../../cli/rollout/flag-target-file.ts';
+import { ShimAdminClient, ShimFleet, checkAdminUrl } from '../../cli/rollout/shim-admin-client.ts';
+import { waitUntilApplied } from '../../cli/rollout/shim-apply.ts';
+import { readShimRollout } from '../../cli/migration/checks/shim-rollout.ts';
 import { writeRollout } from '../../proxy/flags-file.ts';
 import { signRouteToken } from '../../proxy/route-token.ts';
 import type { ShimHandle } from '../../proxy/shim.ts';
@@ -212,5 +215,78 @@ describe('rollout commands with several shim replicas', () => {
     // One replica only: its counters cannot continue the two replicas' mark.
     const third = await canary([a.adminUrl]);
     expect(third.output).toContain(`the last run read the shim replicas ${[a.adminUrl, b.adminUrl].sort().join(', ')}, this one one shim: the period since the last run cannot be judged, the streak restarts`);
+  });
+});
+
+describe('dns+http:// admin URLs: every address of a name is a replica, looked up at each use', () => {
+  let c: ShimHandle;
+  let d: ShimHandle;
+  let port: number;
+  beforeAll(async () => {
+    const setup = { dir, syncUrl: backends[0]!.url, bifrostUrls: [backends[1]!.url], tokenSecret: 'replicas-token-secret', adminToken };
+    const opts = { godserverUrl: backends[0]!.url, routeSecret, flagsFile, drain: 'keep' as const };
+    // Two pods behind one name: the same admin port on two loopback addresses.
+    c = (await startTestShim(setup, { percent: 100 }, { ...opts, adminHost: '127.0.0.1' })).shim;
+    port = Number(new URL(c.adminUrl).port);
+    d = (await startTestShim(setup, { percent: 100 }, { ...opts, adminHost: '127.0.0.2', adminPort: port })).shim;
+  });
+  afterAll(async () => {
+    await Promise.all([c, d].map((x) => x?.close()));
+  });
+
+  it('confirms a write on every address, follows the name as it changes, and says when it cannot be looked up', async () => {
+    let answer: string[] | Error = ['127.0.0.2', '127.0.0.1'];
+    const fleet = new ShimFleet([`dns+http://shims.test:${port}`], adminToken, async (host) => {
+      expect(host).toBe('shims.test');
+      if (answer instanceof Error) throw answer;
+      return answer;
+    });
+    const flag = new FileFlagTarget(flagsFile);
+    await writeRollout(flagsFile, { percent: 60, bucketBy: 'user' });
+    const applied = await waitUntilApplied(fleet, flag, { percent: 60 }, { timeoutMs: 10_000 });
+    expect(applied.state).toBe('applied');
+    expect(applied.replicas?.map((r) => [r.url, r.state, r.percent])).toEqual([
+      [`http://127.0.0.1:${port}`, 'applied', 60],
+      [`http://127.0.0.2:${port}`, 'applied', 60],
+    ]);
+
+    // Upgrades through both pods count; once a pod leaves the name, only the other is scraped.
+    const sampler = new MetricsSampler({ admin: fleet, gatewayUrls: [] });
+    await writeRollout(flagsFile, { percent: 100, bucketBy: 'user' });
+    expect((await waitUntilApplied(fleet, flag, { percent: 100 }, { timeoutMs: 10_000 })).state).toBe('applied');
+    const w = new MetricsWindow();
+    w.add(await sampler.scrape());
+    await Promise.all([connectThrough(c, 'dns-1'), connectThrough(d, 'dns-2')]);
+    w.add(await sampler.scrape());
+    expect(w.summary().upgrades.bifrost.total).toBe(2);
+    answer = ['127.0.0.1'];
+    expect([...(await sampler.scrape()).sources.keys()]).toEqual(['shim']);
+
+    answer = Object.assign(new Error('queryA ESERVFAIL shims.test'), { code: 'ESERVFAIL' });
+    const lost = await waitUntilApplied(fleet, flag, { percent: 100 }, { timeoutMs: 500 });
+    expect(lost.state).toBe('no-shim');
+    expect(lost.state === 'no-shim' && lost.message).toBe(
+      `could not confirm that the shim applies 100%: could not look up the shim replicas of dns+http://shims.test:${port}: queryA ESERVFAIL shims.test (pass --admin-url, or check the shim runs)`,
+    );
+  });
+
+  it("migrate check reads every address of the name; the command line takes dns+http:// names with a port", async () => {
+    const r = await readShimRollout(
+      { privateUrl: 'http://127.0.0.1:9', gatewayUrl: 'http://127.0.0.1:9', syncUrl: backends[0]!.url, adminUrl: `dns+http://shims.test:${port}`, serviceToken: 'x', tokenSecret: 'x', resolveHost: async () => ['127.0.0.1', '127.0.0.2'] },
+      3000,
+    );
+    expect(typeof r === 'string' ? r : r.replicas?.map((x) => [x.url, x.percent])).toEqual([
+      [`http://127.0.0.1:${port}`, 100],
+      [`http://127.0.0.2:${port}`, 100],
+    ]);
+    expect(() => checkAdminUrl('--admin-url', 'dns+http://shims.test')).toThrow('--admin-url "dns+http://shims.test" needs an explicit port (the shims\' admin port, e.g. :9090)');
+    expect(() => checkAdminUrl('--admin-url', 'dns+https://shims.test:9090')).toThrow(/use dns\+http:\/\//);
+    // The real command: an address as the name needs no DNS server.
+    const status = await cli(['status', '--json', '--admin-url', `dns+http://127.0.0.2:${port}`]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(json<{ shim: { url: string } }>(status).shim.url).toBe(`http://127.0.0.2:${port}`);
+    const bad = await cli(['status', '--admin-url', 'dns+http://shims.test']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('needs an explicit port');
   });
 });

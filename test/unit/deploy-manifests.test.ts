@@ -11,6 +11,7 @@ import { resolveGatewayOptions } from '../../gateway/config.ts';
 import { GatewayMetrics } from '../../gateway/metrics.ts';
 import { parseDurationMs } from '../../cli/graceful.ts';
 import { DEFAULT_ADMIN_PORT, DEFAULT_SHIM_PORT } from '../../proxy/shim.ts';
+import { checkAdminUrl } from '../../cli/rollout/shim-admin-client.ts';
 import { shimOptionsFromCli } from '../../cli/commands/shim.ts';
 import { ROOT } from '../support/gateway.ts';
 
@@ -87,6 +88,21 @@ describe('deploy/k8s/shim.yaml', () => {
     expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: DEFAULT_ADMIN_PORT });
     expect(argValue(c.args, '--admin-host')).toBe('0.0.0.0');
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(Number(argValue(c.args, '--shutdown-window')));
+  });
+
+  it('lists every shim pod for the rollout commands: a headless admin Service on the admin port, which --admin-url dns+http:// accepts', () => {
+    const admin = docs.find((d) => d.kind === 'Service' && d.metadata.name === 'bifrost-shim-admin')!;
+    expect(admin, 'a Service named bifrost-shim-admin in shim.yaml').toBeDefined();
+    expect(admin.spec.clusterIP).toBe('None');
+    expect(admin.spec.type ?? 'ClusterIP').toBe('ClusterIP');
+    expect(admin.spec.selector).toEqual(docs.find((d) => d.kind === 'Deployment')!.spec.template.metadata.labels);
+    const containerPort = c.ports.find((p: Doc) => p.name === 'admin').containerPort;
+    expect(containerPort).toBe(DEFAULT_ADMIN_PORT);
+    expect(admin.spec.ports).toEqual([{ name: 'admin', port: containerPort, targetPort: 'admin' }]);
+    expect(checkAdminUrl('--admin-url', `dns+http://bifrost-shim-admin.default.svc.cluster.local.:${containerPort}`)).toContain('dns+http://');
+    // The public Service must not expose the admin port.
+    const pub = docs.find((d) => d.kind === 'Service' && d.metadata.name === 'bifrost-shim')!;
+    expect(pub.spec.ports.map((p: Doc) => p.port)).not.toContain(containerPort);
   });
 
   it('tells clients a URL they can reach: proxied mode on 0.0.0.0 carries --public-url (the shim refuses to start without it)', () => {

@@ -107,8 +107,7 @@ export const canaryCheck: StepCheck = {
       const data: CanaryData = { percent, version };
       return { ok: false, summary: `rollout is at ${percent}%, below the canary's ${p.minPercent}%: run \`bifrost rollout set ${p.minPercent}\``, output, data: { ...data } };
     }
-    const urls = shimAdminUrls(ctx.stack);
-    const sampleOne = async (url: string): Promise<{ total: number; failed: number }> => {
+    const sampleOne = async (url: string, urls: string[]): Promise<{ total: number; failed: number }> => {
       const res = await httpCall(joinUrl(url, '/metrics'), { timeoutMs: p.timeoutMs });
       if (res.status !== 200 || typeof res.body !== 'string') throw new Error(`the shim's /metrics${urls.length > 1 ? ` at ${url}` : ''} answered ${res.status}`);
       const samples = parsePrometheusText(res.body);
@@ -117,7 +116,12 @@ export const canaryCheck: StepCheck = {
       return { total: sumOf(samples, p.metric, counted), failed: sumOf(samples, p.metric, (l) => counted(l) && FAILED_UPGRADE_OUTCOMES.has(outcome(l))) };
     };
     const sample = async (): Promise<Mark> => {
-      const each = await Promise.all(urls.map(sampleOne));
+      // Looked up at each sample: a replica behind a dns+ name that restarted has a new address (and new counters).
+      const expanded = await shimAdminUrls(ctx.stack);
+      const unresolved = expanded.find((e) => e.error);
+      if (unresolved) throw new Error(unresolved.error);
+      const urls = expanded.map((e) => e.url);
+      const each = await Promise.all(urls.map((u) => sampleOne(u, urls)));
       const at = new Date().toISOString();
       const total = each.reduce((n, x) => n + x.total, 0);
       const failed = each.reduce((n, x) => n + x.failed, 0);

@@ -35,8 +35,9 @@ async function readOne(url: string, timeoutMs: number): Promise<ShimRollout | st
 
 /** Reads the shim's rollout (every replica's); a string is why it could not (one line, for a check summary). */
 export async function readShimRollout(stack: StackEndpoints, timeoutMs: number): Promise<ShimRollout | string> {
-  const urls = shimAdminUrls(stack);
-  const read = await Promise.all(urls.map((u) => readOne(u, timeoutMs)));
+  const expanded = await shimAdminUrls(stack);
+  const urls = expanded.map((e) => e.url);
+  const read = await Promise.all(expanded.map((e) => (e.error ? e.error : readOne(e.url, timeoutMs))));
   const bad = read.filter((r): r is string => typeof r === 'string');
   if (bad.length) return urls.length === 1 ? bad[0]! : `${bad.length} of ${urls.length} shim replicas could not be read: ${bad.join('; ')}`;
   const ok = read as ShimRollout[];
