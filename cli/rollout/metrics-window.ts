@@ -17,7 +17,7 @@
 import { FAILED_UPGRADE_OUTCOMES } from '../../proxy/upgrade-stats.ts';
 import { parsePrometheusText, type Sample } from '../migration/prometheus-text.ts';
 import { histogramQuantile, type CumulativeBucket } from './histogram-quantile.ts';
-import { currentReplicas, type ShimAdmins } from './shim-admin-client.ts';
+import { ShimAdminClient, currentReplicas, type ShimAdmins } from './shim-admin-client.ts';
 
 /** One scrape of every source. `sources` maps `shim` or a gateway URL to its samples. */
 export interface Scrape {
@@ -34,9 +34,14 @@ export interface Scrape {
 
 export const SHIM_SOURCE = 'shim';
 
-/** The source name of one shim replica's metrics: `shim` when there is one, `shim@<admin url>` among several. */
-export function shimSourceOf(url: string, replicas: number): string {
-  return replicas === 1 ? SHIM_SOURCE : `${SHIM_SOURCE}@${url}`;
+/**
+ * The source name of one shim replica's metrics: `shim` for the one shim of a
+ * single `--admin-url`, else `shim@<admin url>` (also when a `dns+` name
+ * resolves to one address for a while: a replica keeps its name as others
+ * come and go, so its counter deltas continue).
+ */
+export function shimSourceOf(url: string, single: boolean): string {
+  return single ? SHIM_SOURCE : `${SHIM_SOURCE}@${url}`;
 }
 
 /** Whether a scrape source is a shim replica's metrics. */
@@ -162,13 +167,14 @@ export class MetricsSampler {
     const sources = new Map<string, Sample[]>();
     const failures: Scrape['failures'] = [];
     const replicas = this.opts.admin ? await currentReplicas(this.opts.admin) : [];
+    const single = this.opts.admin instanceof ShimAdminClient;
     if (replicas.length) {
       const snaps = await Promise.allSettled(replicas.map((r) => r.rollout()));
       const nodes = new Set<string>();
       let answered = false;
       snaps.forEach((snap, i) => {
         if (snap.status === 'rejected') {
-          failures.push({ source: replicas.length === 1 ? 'shim node list' : `shim node list at ${replicas[i]!.url}`, error: errText(snap.reason) });
+          failures.push({ source: single ? 'shim node list' : `shim node list at ${replicas[i]!.url}`, error: errText(snap.reason) });
           return;
         }
         for (const n of snap.value.connections.nodes) nodes.add(n.url.replace(/\/+$/, ''));
@@ -183,7 +189,7 @@ export class MetricsSampler {
     const syncMetricsUrl = this.syncMetricsUrl ?? undefined;
     const jobs: Promise<void>[] = [];
     for (const r of replicas) {
-      const source = shimSourceOf(r.url, replicas.length);
+      const source = shimSourceOf(r.url, single);
       jobs.push(
         r.metricsText().then(
           (t) => void sources.set(source, parsePrometheusText(t)),
