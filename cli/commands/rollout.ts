@@ -21,7 +21,7 @@ import { PlainRampReporter, TerminalRampReporter, type RampReporter } from '../r
 import { describePlan, formatDuration, parseCount, parseInterval, parseRate, parseSteps, type RampPlan } from '../rollout/ramp-plan.ts';
 import { LATE_WRITE_WATCH_EVERY_MS, LATE_WRITE_WATCH_MS, ownerMayStillWrite, watchForLateWrites } from '../rollout/late-write-watch.ts';
 import { describeOwner, describeStep, runRamp, type RampOutcome } from '../rollout/ramp-runner.ts';
-import { LEASE_STALE_MS, leaseAlive, rampBlocksWrite, unfinished, withEvent, type RampDoc, type RampLease } from '../rollout/ramp-state.ts';
+import { LEASE_STALE_MS, leaseAlive, operatorRollbackDone, operatorRollbackStarted, rampBlocksWrite, unfinished, withEvent, type RampDoc, type RampLease } from '../rollout/ramp-state.ts';
 import type { RampStore } from '../rollout/ramp-store.ts';
 import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from '../rollout/retry.ts';
@@ -475,11 +475,7 @@ Example:
               if (!u) return { result: null };
               const now = new Date();
               const liveOwner = leaseAlive(u.owner, { now: now.getTime(), host: hostname(), staleMs: LEASE_STALE_MS });
-              const next = withEvent(
-                { ...u, phase: 'rolling-back', owner: null, rollback: { to: 0, from: u.percent, message, decidedAt: now.toISOString() }, updatedAt: now.toISOString() },
-                { event: 'rolling-back', percent: 0, detail: `by ${by}` },
-                now,
-              );
+              const next = operatorRollbackStarted(u, message, by, now);
               return { next, result: { doc: next, liveOwner, owner: u.owner } };
             }),
           );
@@ -528,12 +524,7 @@ Example:
               store.update<RampDoc | null>((cur) => {
                 const u = unfinished(cur);
                 if (!u) return { result: null };
-                const now = new Date();
-                const next = withEvent(
-                  { ...u, phase: 'rolled-back', percent: 0, owner: null, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome: message },
-                  { event: 'rolled-back', percent: 0, detail: `by ${by}` },
-                  now,
-                );
+                const next = operatorRollbackDone(u, message, by);
                 return { next, result: next };
               }),
             );

@@ -117,6 +117,28 @@ export function withEvent(doc: RampDoc, e: Omit<RampEvent, 'at'>, now = new Date
   return { ...doc, history };
 }
 
+/**
+ * An operator's rollback (`bifrost rollout rollback`, the dashboard's button),
+ * step 1: the unfinished ramp is rolling back to 0 % with no owner, so its
+ * process stops before its next flag write. `message` becomes the outcome.
+ */
+export function operatorRollbackStarted(u: RampDoc, message: string, by: string, now = new Date()): RampDoc {
+  return withEvent(
+    { ...u, phase: 'rolling-back', owner: null, rollback: { to: 0, from: u.percent, message, decidedAt: now.toISOString() }, updatedAt: now.toISOString() },
+    { event: 'rolling-back', percent: 0, detail: `by ${by}` },
+    now,
+  );
+}
+
+/** An operator's rollback, last step: 0 % is written (and applied), the ramp is rolled back. */
+export function operatorRollbackDone(u: RampDoc, message: string, by: string, now = new Date()): RampDoc {
+  return withEvent(
+    { ...u, phase: 'rolled-back', percent: 0, owner: null, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome: message },
+    { event: 'rolled-back', percent: 0, detail: `by ${by}` },
+    now,
+  );
+}
+
 export interface LeaseCheck {
   now: number;
   host: string;

@@ -23,7 +23,7 @@
  */
 import { hostname } from 'node:os';
 import { openRampStore } from '../../cli/rollout/open-ramp-store.ts';
-import { LEASE_STALE_MS, leaseAlive, timeLeftMs, unfinished, withEvent, type RampDoc, type RampLease } from '../../cli/rollout/ramp-state.ts';
+import { LEASE_STALE_MS, leaseAlive, operatorRollbackDone, operatorRollbackStarted, timeLeftMs, unfinished, withEvent, type RampDoc, type RampLease } from '../../cli/rollout/ramp-state.ts';
 import type { RampStore } from '../../cli/rollout/ramp-store.ts';
 
 export type RampAction = 'pause' | 'resume' | 'end' | 'finish';
@@ -115,21 +115,13 @@ export class RampControl {
       const message = `rolled back to 0% from the dashboard (${by})`;
       if (action === 'end') {
         if (u.phase === 'rolling-back' && u.rollback?.to === 0 && !u.owner) return { result: { doc: u, changed: false } };
-        const next = withEvent(
-          { ...u, phase: 'rolling-back', owner: null, rollback: { to: 0, from: u.percent, message, decidedAt: now.toISOString() }, updatedAt: now.toISOString() },
-          { event: 'rolling-back', percent: 0, detail: `by ${by}` },
-          now,
-        );
+        const next = operatorRollbackStarted(u, message, by, now);
         return { next, result: { doc: next, changed: true, endedOwner: u.owner } };
       }
       if (action === 'finish') {
         // Only the rollback `end` started (to 0 %), once the page has seen the shim route by 0 %.
         if (u.phase !== 'rolling-back' || u.rollback?.to !== 0) return { result: { doc: u, changed: false } };
-        const next = withEvent(
-          { ...u, phase: 'rolled-back', percent: 0, owner: null, finishedAt: now.toISOString(), updatedAt: now.toISOString(), outcome: message },
-          { event: 'rolled-back', percent: 0, detail: `by ${by}` },
-          now,
-        );
+        const next = operatorRollbackDone(u, message, by, now);
         return { next, result: { doc: next, changed: true } };
       }
       if (u.phase === 'rolling-back') return { result: { doc: u, changed: false } };
