@@ -353,7 +353,8 @@ another terminal, a killed ramp continues where it stopped when the same command
 Examples:
   $ bifrost rollout ramp --steps 1,5,25,50,100 --interval 10m
   $ bifrost rollout ramp --steps 5,25 --interval 30s --max-error-rate 0.005 --max-p99-ms 200 --rollback-to 0
-  $ bifrost rollout ramp --resume`,
+  $ bifrost rollout ramp --resume
+  $ bifrost rollout ramp --steps 5,25,100 --interval 10m --admin-url dns+http://bifrost-shim-admin.default.svc.cluster.local.:9090   # every shim pod`,
     )
     .action(async (o: RampOptions) => {
       const plan = planFrom(o);
