@@ -111,6 +111,31 @@ export function isDiscoveryUrl(url: string): boolean {
   return url.startsWith(DNS_DISCOVERY_PREFIX);
 }
 
+/**
+ * Checks a `dns+http://name:port` URL given as `name` (an option): an http URL
+ * after the prefix, with an explicit port (`port` says which, for the message).
+ * `dns+https` is refused: the addresses found are pod IPs, which no
+ * certificate names (`certificates` says whose). Returns it without a
+ * trailing slash.
+ */
+export function checkDiscoveryUrl(name: string, value: string, o: { port: string; certificates: string }): string {
+  const inner = value.slice(DNS_DISCOVERY_PREFIX.length).replace(/\/+$/, '');
+  let u: URL;
+  try {
+    u = new URL(inner);
+  } catch {
+    throw new Error(`${name} must be an http(s) URL, got ${JSON.stringify(inner)}`);
+  }
+  if (u.protocol === 'https:') {
+    throw new Error(
+      `${name} ${JSON.stringify(value)}: dns+https is not supported: discovered addresses are pod IPs, which ${o.certificates} do not name; use dns+http:// (plain HTTP inside the cluster, TLS ends at the ingress)`,
+    );
+  }
+  if (u.protocol !== 'http:') throw new Error(`${name} must be an http(s) URL, got ${JSON.stringify(inner)}`);
+  if (!u.port) throw new Error(`${name} ${JSON.stringify(value)} needs an explicit port (${o.port})`);
+  return DNS_DISCOVERY_PREFIX + inner;
+}
+
 /** Error codes of a family without records: the other family may still answer. */
 const NO_RECORDS = new Set(['ENODATA', 'ENOTFOUND']);
 

@@ -18,7 +18,7 @@ import { pino, type Logger } from 'pino';
 import { DEV_TOKEN_SECRET } from '../gateway/token.ts';
 import { flagsFilePathFromEnv } from './flags-file.ts';
 import { FileFlagSource, LiveFlagSource, type FlagSource, type FlagSourceEvents } from './flag-source.ts';
-import { BifrostNodePool, DNS_DISCOVERY_PREFIX, isDiscoveryUrl } from './bifrost-nodes.ts';
+import { BifrostNodePool, checkDiscoveryUrl, isDiscoveryUrl } from './bifrost-nodes.ts';
 import { ConnectionRegistry, Rebalancer, type DrainPolicy } from './connections.ts';
 import { ShimMetrics } from './metrics.ts';
 import { DecisionStats } from './decision-stats.ts';
@@ -139,14 +139,7 @@ function checkUrl(name: string, value: string): string {
 /** A Bifrost node URL, or a `dns+http://` name to discover nodes from (checked as the URL after the prefix). */
 function checkNodeUrl(name: string, value: string): string {
   if (!isDiscoveryUrl(value)) return checkUrl(name, value);
-  const inner = checkUrl(name, value.slice(DNS_DISCOVERY_PREFIX.length));
-  if (new URL(inner).protocol === 'https:') {
-    throw new Error(
-      `${name} ${JSON.stringify(value)}: dns+https is not supported: discovered nodes are pod IP addresses, which the gateways' certificates do not name; use dns+http:// (plain HTTP inside the cluster, TLS ends at the ingress)`,
-    );
-  }
-  if (!new URL(inner).port) throw new Error(`${name} ${JSON.stringify(value)} needs an explicit port (the gateways' public port, e.g. :8080)`);
-  return DNS_DISCOVERY_PREFIX + inner;
+  return checkDiscoveryUrl(name, value, { port: "the gateways' public port, e.g. :8080", certificates: "the gateways' certificates" });
 }
 
 function checkPositiveMs(name: string, value: number): number {

@@ -4,7 +4,7 @@
  * Prometheus text (`GET /metrics`). Every call has a timeout; failures become
  * one-line errors naming the URL.
  */
-import { DNS_DISCOVERY_PREFIX, isDiscoveryUrl, resolveAll } from '../../proxy/bifrost-nodes.ts';
+import { DNS_DISCOVERY_PREFIX, checkDiscoveryUrl, isDiscoveryUrl, resolveAll } from '../../proxy/bifrost-nodes.ts';
 import { DEV_ADMIN_TOKEN } from '../../proxy/shim-defaults.ts';
 
 /** What `GET /api/rollout` answers (the fields the CLI reads). */
@@ -167,18 +167,14 @@ export async function expandAdminUrls(urls: readonly string[], resolveHost: Reso
  * slash; throws with the option's name otherwise.
  */
 export function checkAdminUrl(option: string, value: string): string {
-  const inner = isDiscoveryUrl(value) ? value.slice(DNS_DISCOVERY_PREFIX.length) : value;
-  let u: URL;
+  if (isDiscoveryUrl(value)) return checkDiscoveryUrl(option, value, { port: "the shims' admin port, e.g. :9090", certificates: "the shims' certificates" });
+  let u: URL | undefined;
   try {
-    u = new URL(inner);
+    u = new URL(value);
   } catch {
-    throw new Error(`${option} must be an http(s) URL or dns+http://NAME:PORT, got "${value}"`);
+    // below
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`${option} must be an http(s) URL or dns+http://NAME:PORT, got "${value}"`);
-  if (isDiscoveryUrl(value)) {
-    if (u.protocol !== 'http:') throw new Error(`${option} "${value}": use dns+http:// (the addresses it finds are pod IPs, which no certificate names)`);
-    if (!u.port) throw new Error(`${option} "${value}" needs an explicit port (the shims' admin port, e.g. :9090)`);
-  }
+  if (u?.protocol !== 'http:' && u?.protocol !== 'https:') throw new Error(`${option} must be an http(s) URL or dns+http://NAME:PORT, got "${value}"`);
   return value.replace(/\/+$/, '');
 }
 
