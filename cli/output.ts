@@ -21,3 +21,8 @@ export class CliError extends Error {
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
+
+/** Commander's parser for a repeatable option (`--x a --x b` → `['a', 'b']`). */
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}

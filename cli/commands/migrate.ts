@@ -7,7 +7,7 @@
  * cli/migration/migrate-actions.ts, loaded only when a migrate command runs.
  */
 import { Command, Option } from 'commander';
-import { CliError, EXIT_USAGE } from '../output.ts';
+import { CliError, EXIT_USAGE, collect } from '../output.ts';
 import type { CommonOptions, StackOptions } from '../migration/migrate-actions.ts';
 import { DEFAULT_STATE_FILE } from '../migration/state-store.ts';
 
@@ -44,7 +44,7 @@ function stackOptions(cmd: Command): Command {
     .option('--private-url <url>', 'Bifrost private API', `http://127.0.0.1:${env.BIFROST_PRIVATE_PORT || 8081}`)
     .option('--gateway-url <url>', 'Bifrost public gateway (native protocol on /ws)', `http://127.0.0.1:${env.BIFROST_GATEWAY_PORT || 8080}`)
     .option('--sync-url <url>', 'the legacy Sync app', `http://127.0.0.1:${env.SYNC_PORT || 1337}`)
-    .option('--admin-url <url>', `the shim admin API; repeat it for every shim replica (canary and cutover read them all; default http://127.0.0.1:${env.BIFROST_ADMIN_PORT || 9090})`, (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('--admin-url <url>', `the shim admin API; repeat it for every shim replica, or give dns+http://NAME:PORT for every address of a name (canary and cutover read them all; default http://127.0.0.1:${env.BIFROST_ADMIN_PORT || 9090})`, collect)
     .option('--timeout-ms <ms>', 'timeout of each HTTP call and frame, 100..600000 (overrides the playbook)', intOption('--timeout-ms', 'milliseconds', TIMEOUT_MS.min, TIMEOUT_MS.max))
     .option('--event-timeout-ms <ms>', 'how long probes wait for an event, 100..120000 (overrides the playbook)', intOption('--event-timeout-ms', 'milliseconds', EVENT_TIMEOUT_MS.min, EVENT_TIMEOUT_MS.max));
 }

@@ -12,7 +12,7 @@ import { hostname, userInfo } from 'node:os';
 import { Command } from 'commander';
 import { flagsFilePathFromEnv } from '../../proxy/flags-file.ts';
 import { stdoutTerminal } from '../migration/terminal.ts';
-import { CliError, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, printJson } from '../output.ts';
+import { CliError, EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, printJson, collect } from '../output.ts';
 import { conflictingOverrides, describeOverrides } from '../rollout/flag-overrides.ts';
 import { openFlagTarget, parseBucketBy, parsePercent, type FlagTarget } from '../rollout/flag-target.ts';
 import { MetricsSampler, defaultSyncMetricsUrl } from '../rollout/metrics-window.ts';
@@ -27,7 +27,7 @@ import { DEFAULT_RAMP_FILE } from '../rollout/ramp-store-file.ts';
 import { ROLLBACK_RETRY_MS, ROUTINE_RETRY_MS, errorText, retrying } from '../rollout/retry.ts';
 import { gatherStatus, renderStatus, type ShimView } from '../rollout/rollout-status.ts';
 import { DEFAULT_APPLY_TIMEOUT_MS, drainIfApplied, waitUntilApplied, type ApplyCheck } from '../rollout/shim-apply.ts';
-import { ShimAdminClient, ShimFleet, adminTokenFromEnv, checkAdminUrl, defaultAdminUrl, type ShimAdmins } from '../rollout/shim-admin-client.ts';
+import { ShimAdminClient, ShimFleet, adminTokenFromEnv, adminUrlsFromOptions, defaultAdminUrl, type ShimAdmins } from '../rollout/shim-admin-client.ts';
 import { isDiscoveryUrl } from '../../proxy/bifrost-nodes.ts';
 
 interface CommonOptions {
@@ -100,17 +100,7 @@ function rampStore(o: CommonOptions): RampStore {
  * that looks the names up at each use.
  */
 function adminClient(o: CommonOptions): ShimAdmins {
-  const urls = [
-    ...new Set(
-      (o.adminUrl?.length ? o.adminUrl : [defaultAdminUrl()]).map((u) => {
-        try {
-          return checkAdminUrl('--admin-url', u);
-        } catch (err) {
-          throw new CliError((err as Error).message, EXIT_USAGE);
-        }
-      }),
-    ),
-  ];
+  const urls = adminUrlsFromOptions(o.adminUrl);
   if (urls.some(isDiscoveryUrl)) return new ShimFleet(urls, adminTokenFromEnv());
   const clients = urls.map((u) => new ShimAdminClient(u, adminTokenFromEnv()));
   return clients.length === 1 ? clients[0]! : clients;
@@ -242,11 +232,6 @@ Examples:
       const mark = check.state === 'applied' ? c.green('✓') : check.state === 'no-shim' ? c.yellow('!') : c.red('✗');
       process.stdout.write(`${mark} rollout set to ${c.bold(`${result.percent}%`)} of ${who} on Bifrost (${flag.description}${result.version !== undefined ? `, version ${result.version}` : ''})\n${applyLine(check, c)}\n`);
     });
-}
-
-/** Commander's parser for a repeatable option. */
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 function reporterFor(json: boolean | undefined, intervalMs: number): RampReporter {

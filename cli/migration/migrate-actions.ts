@@ -3,7 +3,7 @@
  * declares the command line and imports this module only when a migrate
  * command runs, so other commands do not load ajv, ioredis or ws for it.
  */
-import { checkAdminUrl } from '../rollout/shim-admin-client.ts';
+import { adminUrlsFromOptions } from '../rollout/shim-admin-client.ts';
 import { tokenSecretFromEnv } from '../../gateway/token.ts';
 import { CliError, EXIT_CHECK_FAILED, EXIT_USAGE, printJson } from '../output.ts';
 import { findSquad, findStep, problemLines, readCatalog, type MigrationCatalog, type SquadMigration } from './catalog.ts';
@@ -35,7 +35,7 @@ export interface StackOptions {
   privateUrl: string;
   gatewayUrl: string;
   syncUrl: string;
-  /** Every shim replica's admin API (`--admin-url`, repeatable); unset = http://127.0.0.1:${BIFROST_ADMIN_PORT || 9090}. */
+  /** Every shim replica's admin API (`--admin-url`, repeatable, `dns+http://` names allowed); unset = the default admin URL. */
   adminUrl?: string[];
   timeoutMs?: number;
   eventTimeoutMs?: number;
@@ -60,17 +60,7 @@ function stackFrom(o: StackOptions): StackEndpoints {
     warn('BIFROST_SERVICE_TOKEN is not set: using the development service token. Never run this in production.');
     serviceToken = DEV_SERVICE_TOKEN;
   }
-  const adminUrls = [
-    ...new Set(
-      (o.adminUrl?.length ? o.adminUrl : [`http://127.0.0.1:${env.BIFROST_ADMIN_PORT || 9090}`]).map((u) => {
-        try {
-          return checkAdminUrl('--admin-url', u);
-        } catch (err) {
-          throw new CliError((err as Error).message, EXIT_USAGE);
-        }
-      }),
-    ),
-  ];
+  const adminUrls = adminUrlsFromOptions(o.adminUrl, env);
   return {
     privateUrl: checkUrl('--private-url', o.privateUrl),
     gatewayUrl: checkUrl('--gateway-url', o.gatewayUrl),

@@ -173,8 +173,8 @@ export function renderStatus(s: RolloutStatus, c: Colors, colorOn: boolean): str
     const f = s.flag;
     let inForce = '';
     if (s.replicas) {
-      const behind = s.replicas.filter((v) => v.reachable && v.snapshot.percent !== null && v.snapshot.percent !== f.percent);
-      if (behind.length) inForce = c.yellow(` — ${behind.map((v) => `${v.url} still applies ${v.reachable ? v.snapshot.percent : '?'}%`).join(', ')} (reload pending or another flags file)`);
+      const behind = s.replicas.flatMap((v) => (v.reachable && v.snapshot.percent !== null && v.snapshot.percent !== f.percent ? [`${v.url} still applies ${v.snapshot.percent}%`] : []));
+      if (behind.length) inForce = c.yellow(` — ${behind.join(', ')} (reload pending or another flags file)`);
     } else if (s.shim.reachable && s.shim.snapshot.percent !== null && s.shim.snapshot.percent !== f.percent) {
       inForce = c.yellow(` — the shim still applies ${s.shim.snapshot.percent}% (reload pending or another flags file)`);
     }

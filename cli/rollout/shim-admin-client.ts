@@ -6,6 +6,7 @@
  */
 import { DNS_DISCOVERY_PREFIX, checkDiscoveryUrl, isDiscoveryUrl, resolveAll } from '../../proxy/bifrost-nodes.ts';
 import { DEV_ADMIN_TOKEN } from '../../proxy/shim-defaults.ts';
+import { CliError, EXIT_USAGE } from '../output.ts';
 
 /** What `GET /api/rollout` answers (the fields the CLI reads). */
 export interface ShimRolloutSnapshot {
@@ -176,6 +177,26 @@ export function checkAdminUrl(option: string, value: string): string {
   }
   if (u?.protocol !== 'http:' && u?.protocol !== 'https:') throw new Error(`${option} must be an http(s) URL or dns+http://NAME:PORT, got "${value}"`);
   return value.replace(/\/+$/, '');
+}
+
+/**
+ * The admin URLs of a command's repeated `--admin-url`: each checked
+ * (`checkAdminUrl`; a bad one is a usage error, exit 2), duplicates dropped,
+ * and the default admin URL when none was given.
+ */
+export function adminUrlsFromOptions(given: readonly string[] | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  const urls = given?.length ? given : [defaultAdminUrl(env)];
+  return [
+    ...new Set(
+      urls.map((u) => {
+        try {
+          return checkAdminUrl('--admin-url', u);
+        } catch (err) {
+          throw new CliError((err as Error).message, EXIT_USAGE);
+        }
+      }),
+    ),
+  ];
 }
 
 /** A replica that could not be found (its `dns+` name did not resolve): every call fails with why. */
